@@ -1,0 +1,3 @@
+from sizer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""`sizer ...`: the headless command line. Each subcommand lives in `sizer/commands/<name>.py`
+and exposes `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+
+stdout carries results only; diagnostics go to stderr. Exit codes: 0 done, 1 target not met,
+2 bad input or usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+import traceback
+from typing import Sequence
+
+from sizer import __version__, commands
+from sizer.core.errors import SizerError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"sizer: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sizer",
+        description="Find the smallest language model that does your task well enough on your hardware.",
+    )
+    parser.add_argument("--version", action="version", version=f"sizer {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"sizer.commands.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SizerError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"sizer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sizer: interrupted", file=sys.stderr)
+        return 130

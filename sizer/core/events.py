@@ -1,0 +1,113 @@
+"""Progress events: the one protocol both front ends consume.
+
+Long-running core functions take a `sink: Sink` and call it with these small dataclasses. The
+headless CLI prints them as plain lines (or JSON lines) to stderr; the TUI posts them as Textual
+messages. Neither front end holds trial logic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, TextIO
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class of every progress event."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": type(self).__name__, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class Message(Event):
+    """A free-form line for the log: level is "info", "warning" or "error"."""
+
+    text: str
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """`done` of `total` units of `stage` (e.g. "benchmark", "scoring", "download")."""
+
+    stage: str
+    done: int
+    total: int
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TrialStarted(Event):
+    model: str
+    strategy: str
+    examples: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialProgress(Event):
+    model: str
+    strategy: str
+    done: int
+    total: int
+    metric: float | None = None
+    low: float | None = None
+    high: float | None = None
+    examples_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class TrialFinished(Event):
+    model: str
+    strategy: str
+    status: str
+    metric: float | None = None
+    low: float | None = None
+    high: float | None = None
+    reason: str = ""
+
+
+Sink = Callable[[Event], None]
+
+
+def null_sink(event: Event) -> None:
+    """A sink that drops every event."""
+
+
+def describe(event: Event) -> str:
+    """One plain line for a log or a terminal without a TUI."""
+    if isinstance(event, Message):
+        return event.text if event.level == "info" else f"{event.level}: {event.text}"
+    if isinstance(event, Progress):
+        tail = f" {event.detail}" if event.detail else ""
+        return f"{event.stage}: {event.done}/{event.total}{tail}"
+    if isinstance(event, TrialStarted):
+        return f"trial {event.model} {event.strategy}: started on {event.examples} examples"
+    if isinstance(event, TrialProgress):
+        line = f"trial {event.model} {event.strategy}: {event.done}/{event.total}"
+        if event.metric is not None:
+            line += f" metric {event.metric:.3f} ({event.low:.3f}-{event.high:.3f})"
+        if event.examples_per_s:
+            line += f" {event.examples_per_s:.1f} ex/s"
+        return line
+    if isinstance(event, TrialFinished):
+        line = f"trial {event.model} {event.strategy}: {event.status}"
+        if event.metric is not None:
+            line += f" {event.metric:.3f} ({event.low:.3f}-{event.high:.3f})"
+        return line + (f" - {event.reason}" if event.reason else "")
+    return repr(event)
+
+
+def stream_sink(stream: TextIO | None = None, as_json: bool = False) -> Sink:
+    """A sink that writes one line per event to `stream` (stderr by default)."""
+
+    def sink(event: Event) -> None:
+        out = stream or sys.stderr
+        out.write((json.dumps(event.as_dict()) if as_json else describe(event)) + "\n")
+        out.flush()
+
+    return sink
