@@ -1,0 +1,364 @@
+"""The trial cache: every trial and every per-example prediction in one SQLite file.
+
+A re-run reuses what is there; an interrupted run resumes where it stopped. Each
+`add_predictions` call is one transaction in WAL mode, so a kill -9 loses at most the batch in
+flight, and `INSERT OR IGNORE` on (trial, example) means no example is ever scored twice.
+Secrets never reach the file: meta and summaries pass through `redact` first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from sizer.core.errors import SizerError
+from sizer.core.paths import cache_dir
+
+FILENAME = "trials.sqlite"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+# Each entry upgrades the schema from version i to i + 1 (index i); append, never edit.
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE trials (
+        key       TEXT PRIMARY KEY,
+        model     TEXT NOT NULL,
+        revision  TEXT,
+        strategy  TEXT,
+        task      TEXT,
+        meta      TEXT NOT NULL,
+        summary   TEXT,
+        status    TEXT NOT NULL DEFAULT 'running',
+        created   REAL NOT NULL,
+        finished  REAL
+    );
+    CREATE INDEX trials_model ON trials(model);
+    CREATE TABLE predictions (
+        trial_key  TEXT NOT NULL REFERENCES trials(key) ON DELETE CASCADE,
+        example_id TEXT NOT NULL,
+        prediction TEXT,
+        gold       TEXT,
+        scores     TEXT,
+        latency_s  REAL,
+        extra      TEXT,
+        created    REAL NOT NULL,
+        PRIMARY KEY (trial_key, example_id)
+    ) WITHOUT ROWID;
+    """,
+]
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+_ROW_FIELDS = ("prediction", "gold", "scores")
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+MASK = "<redacted>"
+# Whole key names only, so tokenizer settings (eos_token, max_new_tokens) survive.
+_SECRET_KEY = re.compile(
+    r"^(x[_-])?(hf|hugging[_-]?face|hub|openai|anthropic|azure)?[_-]?"
+    r"(api[_-]?key|secret[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|token|secret|"
+    r"client[_-]?secret|password|passwd|authorization|cookie|bearer|credentials?)$",
+    re.IGNORECASE,
+)
+_SECRET_VALUE = re.compile(
+    r"\bhf_[A-Za-z0-9]{20,}"  # Hugging Face access tokens
+    r"|\bsk-[A-Za-z0-9_-]{16,}"  # sk-..., sk-proj-..., sk-ant-... API keys
+    r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"
+)
+
+
+def is_secret_key(key: str) -> bool:
+    """True for key names that hold credentials (token, api_key, HF_TOKEN, Authorization...)."""
+    return bool(_SECRET_KEY.match(str(key).strip()))
+
+
+def redact(obj: Any) -> Any:
+    """A copy of `obj` with secret-named keys masked and token-like substrings masked anywhere."""
+    if isinstance(obj, Mapping):
+        return {k: (MASK if is_secret_key(k) else redact(v)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact(v) for v in obj]
+    if isinstance(obj, str):
+        return _SECRET_VALUE.sub(MASK, obj)
+    return obj
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars/arrays and tensors become plain lists and numbers; anything else is refused
+    # rather than stored by its repr, which would make keys unstable.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def content_hash(obj: Any) -> str:
+    """sha256 of `obj` as canonical JSON (sorted keys, no spaces); stable across runs and machines."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def trial_key(model: str, revision: str | None, strategy: str, prompt_hash: str, settings: Mapping[str, Any]) -> str:
+    """The cache key of one trial: model and revision, strategy, prompt and scoring settings."""
+    return content_hash(
+        {"model": model, "revision": revision, "strategy": strategy, "prompt": prompt_hash, "settings": dict(settings)}
+    )
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+def default_path() -> Path:
+    return cache_dir() / FILENAME
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True, default=_json_default)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class TrialStore:
+    """One connection to the trial cache; safe to share between threads and processes."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> TrialStore:
+        """Open (creating or upgrading as needed) the cache at `path` or the default location."""
+        path = Path(path) if path is not None else default_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise SizerError(f"trial cache {path} cannot be opened ({exc}); check the folder's permissions") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a committed batch survives a killed process (not a power cut).
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(conn, path)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise SizerError(
+                f"trial cache {path} cannot be opened ({exc}); delete the file to start a fresh cache"
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> TrialStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # trials
+
+    def start_trial(self, key: str, meta: Mapping[str, Any]) -> None:
+        """Record a trial (model, revision, strategy, task, settings...); a second call is a no-op."""
+        clean = redact(dict(meta))
+        with self._lock, self._transaction():
+            self._conn.execute(
+                "INSERT OR IGNORE INTO trials (key, model, revision, strategy, task, meta, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, str(clean.get("model", "")), clean.get("revision"), clean.get("strategy"),
+                 clean.get("task"), _dumps(clean), time.time()),
+            )
+
+    def finish_trial(self, key: str, summary: Mapping[str, Any]) -> None:
+        """Store the trial's summary (metric, interval, speed, memory); its status defaults to done."""
+        clean = redact(dict(summary))
+        with self._lock, self._transaction():
+            cur = self._conn.execute(
+                "UPDATE trials SET summary = ?, status = ?, finished = ? WHERE key = ?",
+                (_dumps(clean), str(clean.get("status", "done")), time.time(), key),
+            )
+        if cur.rowcount == 0:
+            raise LookupError(f"no trial {key} in {self.path}; call start_trial first")
+
+    def get_trial(self, key: str) -> dict[str, Any] | None:
+        rows = self._trial_rows("WHERE t.key = ?", (key,))
+        return rows[0] if rows else None
+
+    def trials(self) -> list[dict[str, Any]]:
+        """Every trial, oldest first, with its prediction count."""
+        return self._trial_rows("", ())
+
+    def _trial_rows(self, where: str, params: tuple) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT t.key, t.model, t.revision, t.strategy, t.task, t.meta, t.summary, t.status,"
+                " t.created, t.finished,"
+                " (SELECT COUNT(*) FROM predictions p WHERE p.trial_key = t.key)"
+                f" FROM trials t {where} ORDER BY t.created, t.key",
+                params,
+            ).fetchall()
+        names = ("key", "model", "revision", "strategy", "task", "meta", "summary", "status",
+                 "created", "finished", "predictions")
+        out = []
+        for row in rows:
+            record = dict(zip(names, row))
+            record["meta"], record["summary"] = _loads(record["meta"]), _loads(record["summary"])
+            out.append(record)
+        return out
+
+    # predictions
+
+    def done_examples(self, key: str) -> dict[str, dict[str, Any]]:
+        """example id -> its stored record (prediction, gold, scores, latency_s and any extras)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT example_id, prediction, gold, scores, latency_s, extra FROM predictions"
+                " WHERE trial_key = ?",
+                (key,),
+            ).fetchall()
+        done = {}
+        for example_id, prediction, gold, scores, latency, extra in rows:
+            record = {"example_id": example_id, "prediction": _loads(prediction), "gold": _loads(gold),
+                      "scores": _loads(scores), "latency_s": latency}
+            record.update(_loads(extra) or {})
+            done[example_id] = record
+        return done
+
+    def add_predictions(self, key: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Store a batch in one transaction; examples already stored are kept as they are.
+        Each row needs `example_id`; `prediction`, `gold`, `scores`, `latency_s` and any other
+        JSON-able keys are stored too. Returns how many rows were new."""
+        now = time.time()
+        params = [self._row_params(key, row, now) for row in rows]
+        with self._lock, self._transaction():
+            if self._conn.execute("SELECT 1 FROM trials WHERE key = ?", (key,)).fetchone() is None:
+                raise LookupError(f"no trial {key} in {self.path}; call start_trial first")
+            before = self._conn.total_changes
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO predictions"
+                " (trial_key, example_id, prediction, gold, scores, latency_s, extra, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+            return self._conn.total_changes - before
+
+    @staticmethod
+    def _row_params(key: str, row: Mapping[str, Any], now: float) -> tuple:
+        if "example_id" not in row:
+            raise ValueError("every prediction row needs an 'example_id'")
+        extra = {k: v for k, v in row.items() if k not in (*_ROW_FIELDS, "example_id", "latency_s")}
+        latency = row.get("latency_s")
+        return (key, str(row["example_id"]), *(_dumps(row.get(f)) for f in _ROW_FIELDS),
+                None if latency is None else float(latency), _dumps(extra) if extra else None, now)
+
+    # housekeeping
+
+    def info(self) -> dict[str, Any]:
+        """Path, bytes on disk (database and its WAL), trial and prediction counts per model."""
+        with self._lock:
+            per_model = self._conn.execute(
+                "SELECT t.model, COUNT(DISTINCT t.key), COUNT(p.example_id)"
+                " FROM trials t LEFT JOIN predictions p ON p.trial_key = t.key"
+                " GROUP BY t.model ORDER BY t.model"
+            ).fetchall()
+        models = {m: {"trials": t, "predictions": p} for m, t, p in per_model}
+        return {
+            "path": str(self.path),
+            "size_bytes": disk_size(self.path),
+            "schema_version": SCHEMA_VERSION,
+            "trials": sum(m["trials"] for m in models.values()),
+            "predictions": sum(m["predictions"] for m in models.values()),
+            "models": models,
+        }
+
+    def clear(self, model: str | None = None) -> int:
+        """Delete every trial (or one model's) with its predictions; returns the trials removed."""
+        where, params = ("WHERE model = ?", (model,)) if model is not None else ("", ())
+        with self._lock:
+            with self._transaction():
+                cur = self._conn.execute(f"DELETE FROM trials {where}", params)
+            removed = cur.rowcount
+            if model is None:
+                self._shrink()
+        return removed
+
+    def _shrink(self) -> None:
+        # Giving the space back needs the database to itself; while another sizer process has it
+        # open the rows are still deleted and the file simply shrinks on a later clear.
+        try:
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError:
+            pass
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): takes the write lock up front, so two
+    processes wait on the busy timeout instead of failing on a read-to-write upgrade."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    if _schema_version(conn, path) == SCHEMA_VERSION:
+        return
+    with _Transaction(conn):
+        # Re-read under the write lock: another process may have upgraded it meanwhile.
+        for step in range(_schema_version(conn, path), SCHEMA_VERSION):
+            for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SizerError(
+            f"trial cache {path} has schema version {version}, newer than this sizer's "
+            f"{SCHEMA_VERSION}; upgrade sizer or set SIZER_CACHE_DIR to another folder"
+        )
+    return version
+
+
+def disk_size(path: Path) -> int:
+    """Bytes used by the database file and its -wal/-shm companions."""
+    return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
+
+
+def read_info(path: str | Path | None = None) -> dict[str, Any]:
+    """`TrialStore.info()` without creating a cache that does not exist yet."""
+    path = Path(path) if path is not None else default_path()
+    if not path.exists():
+        return {"path": str(path), "size_bytes": 0, "schema_version": SCHEMA_VERSION,
+                "trials": 0, "predictions": 0, "models": {}}
+    with TrialStore.open(path) as store:
+        return store.info()
