@@ -376,3 +376,22 @@ def test_cli_clear_asks_on_a_tty(cache, monkeypatch, capsys, answer, left):
     assert main(["cache", "clear"]) == 0
     assert "[y/N]" in capsys.readouterr().err
     assert read_info(cache)["trials"] == left
+
+
+def test_threads_can_share_one_store(store):
+    import threading
+
+    key = _key()
+    store.start_trial(key, {"model": MODEL})
+
+    def write(start):
+        for b in range(10):
+            store.add_predictions(key, _rows(range(start + b * 10, start + b * 10 + 10)))
+        store.done_examples(key)
+
+    threads = [threading.Thread(target=write, args=(n * 1000,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store.done_examples(key)) == 400
