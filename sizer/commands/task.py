@@ -57,7 +57,7 @@ technical = "something in the product does not work"
     "extract": '''
 instruction = "Extract the customer's name and the order number from the email, as JSON."
 fields = ["name", "order_number"]   # the JSON keys expected
-# metric = "field_accuracy"         # field_accuracy | exact_match
+# metric = "field_accuracy"         # per-field exact match
 ''',
     "generate": '''
 instruction = "Write a short subject line for the customer's message."

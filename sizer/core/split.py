@@ -17,14 +17,14 @@ if TYPE_CHECKING:
     from sizer.core.task import Example, Task
 
 
-def test_count(count: int, fraction: float) -> int:
+def holdout_count(count: int, fraction: float) -> int:
     """How many of `count` examples a test `fraction` holds out (rounded half up)."""
     return math.floor(count * fraction + 0.5)
 
 
 def split(task: Task, seed: int | None = None) -> tuple[list[Example], list[Example]]:
     """(train, test) for the task, each in the task's own order. `seed` overrides `task.seed`."""
-    total = task.test_size if task.test_size is not None else test_count(len(task.examples), task.test_fraction)
+    total = task.test_size if task.test_size is not None else holdout_count(len(task.examples), task.test_fraction)
     strata = (lambda e: e.label) if task.kind == "classify" else (lambda e: "")
     return stratified_split(task.examples, total, task.seed if seed is None else seed, strata)
 

@@ -21,18 +21,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from sizer.core.errors import SizerError
-from sizer.core.events import Message, Sink
-from sizer.core.split import split, test_count
+from sizer.core.events import Message, Sink, null_sink
+from sizer.core.scoring import METRICS  # metric names per kind; the first is the default
+from sizer.core.split import holdout_count, split
 from sizer.core.task_files import field_line, load_toml, read_rows, table_lines
 
 __all__ = ["Example", "Target", "Task", "load_task", "split", "summarize", "check_lengths"]
 
 KINDS = ("classify", "extract", "generate")
-METRICS = {
-    "classify": ("accuracy", "macro_f1"),
-    "extract": ("field_accuracy", "exact_match"),
-    "generate": ("token_f1", "exact_match"),
-}
 DEFAULT_INSTRUCTIONS = {
     "classify": "Classify the text into one of the labels.",
     "extract": "Extract the fields from the text as a JSON object.",
@@ -164,7 +160,7 @@ def load_task(path: str | Path, sink: Sink | None = None) -> Task:
         warnings=tuple(spec.warnings),
     )
     for text in task.warnings:
-        (sink or (lambda event: None))(Message(text, level="warning"))
+        (sink or null_sink)(Message(text, level="warning"))
     return task
 
 
@@ -178,7 +174,7 @@ def _string(spec: _Spec, key: str, default: str) -> str:
 def _kind(spec: _Spec) -> str:
     kind = spec.doc.get("kind")
     if kind is None:
-        raise spec.fail(f"missing; add kind = \"classify\" (or {', '.join(KINDS[1:])})")
+        raise spec.fail(f"missing; add kind = \"classify\" (or {', '.join(KINDS[1:])})", "kind")
     if kind not in KINDS:
         raise spec.fail(f"unknown kind {kind!r}{_close(str(kind), KINDS)}; use one of {', '.join(KINDS)}", "kind")
     return kind
@@ -298,7 +294,7 @@ def _split_settings(spec: _Spec, count: int) -> tuple[float, int | None, int]:
     fraction = raw.get("test", 0.5)
     if not _is_number(fraction) or not 0 < fraction < 1:
         raise spec.fail(f"must be a fraction between 0 and 1 (e.g. 0.5), got {fraction!r}", "split", "test")
-    if not 1 <= test_count(count, fraction) < count:
+    if not 1 <= holdout_count(count, fraction) < count:
         raise spec.fail(f"{fraction} of {count} examples leaves an empty train or test split", "split", "test")
     return float(fraction), None, seed
 
@@ -418,8 +414,9 @@ def _fields_reference(source: str, reference: Any, fields: tuple[str, ...]) -> d
         if key not in fields:
             raise SizerError(f"{source}: examples.reference.{key}: unknown field{_close(key, fields)}; "
                              f"fields are {', '.join(fields)}")
-        if isinstance(value, (dict, list)):
-            raise SizerError(f"{source}: examples.reference.{key}: must be a single value, not {type(value).__name__}")
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise SizerError(f"{source}: examples.reference.{key}: must be a string, number or boolean "
+                             f"(write dates as strings), got {type(value).__name__}")
     return {name: reference.get(name) for name in fields}
 
 
