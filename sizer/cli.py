@@ -53,3 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sizer: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `sizer catalog list | head`: the reader left, nothing to say
+        sys.stderr.close()
+        return 0

@@ -35,12 +35,12 @@ def _from_package(entry: ModelEntry) -> LocalModel | None:
     folder = package_dir(module)
     if folder is None:
         return None
-    ggufs = sorted(folder.glob("*.gguf"))
-    if ggufs:
-        return LocalModel(folder, gguf_file=ggufs[0].name, revision=f"{module}:{ggufs[0].name}")
-    model_dir = folder / "model"
-    if (model_dir / "config.json").exists():
-        return LocalModel(model_dir, revision=f"{module}:model")
+    target = folder / entry.offline_file
+    revision = f"{module}:{entry.offline_file}"
+    if target.is_file() and target.suffix == ".gguf":
+        return LocalModel(folder, gguf_file=target.name, revision=revision)
+    if (target / "config.json").exists():
+        return LocalModel(target, revision=revision)
     return None
 
 

@@ -1,0 +1,80 @@
+"""`sizer trial TASK --model ID --strategy S`: one model, one strategy, scored with intervals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from sizer.core.events import stream_sink
+from sizer.core.strategies import STRATEGIES
+from sizer.core.task import load_task
+from sizer.core.trial import TrialResult, TrialSpec, run_trial
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("trial", help="run one model with one strategy on a task and score it")
+    p.add_argument("task", help="task TOML file")
+    p.add_argument("--model", required=True, help="catalog id or short name")
+    p.add_argument("--strategy", choices=STRATEGIES, default="few-shot")
+    p.add_argument("--shots", type=int, help="demonstrations per label (classify) or in all; default: as many as fit, up to 4 (8 for encoders)")
+    p.add_argument("--limit", type=int, help="score at most N test examples (a stratified subset)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best here)")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="default: bf16 on GPUs that support it, else fp32 on CPU")
+    p.add_argument("--seed", type=int, help="split and demonstration seed (default: the task's)")
+    p.add_argument("--scoring", choices=("centroid", "knn"), default="centroid", help="encoders: how labelled examples vote")
+    p.add_argument("--trust-remote-code", action="store_true", help="run model code from its repo (off by default)")
+    p.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt weights (safetensors/GGUF only by default)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON; progress as JSON lines on stderr")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    task = load_task(args.task, sink=stream_sink(as_json=args.json))
+    spec = TrialSpec(
+        model=args.model, strategy=args.strategy, shots=args.shots, limit=args.limit, device=args.device,
+        dtype=args.dtype, seed=args.seed, encoder_scoring=args.scoring,
+        trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
+    )
+    result = run_trial(task, spec, sink=stream_sink(as_json=args.json))
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(result))
+    return 0
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def render(result: TrialResult) -> str:
+    m = result.metric
+    s = result.speed
+    lines = [
+        f"model     {result.model} ({result.settings.get('dtype')}, {result.memory['device']})",
+        f"strategy  {result.strategy}  " + ", ".join(f"{k}={v}" for k, v in result.settings.items()
+                                                     if k not in ("device", "dtype")),
+        f"split     train {result.split['train']}, test {result.split['test']}",
+        f"{m.name:<9} {m.value:.3f}  (95% CI {m.low:.3f}-{m.high:.3f}, {m.method}, n={m.n})",
+    ]
+    for other in result.other_metrics.values():
+        lines.append(f"{other.name:<9} {other.value:.3f}  (95% CI {other.low:.3f}-{other.high:.3f})")
+    lines.append(
+        f"speed     {s['examples_per_s']:.1f} examples/s, p50 {s['p50_latency_s'] * 1000:.0f} ms, "
+        f"p95 {s['p95_latency_s'] * 1000:.0f} ms per example, {s['tokens_per_s']:.0f} tokens/s; load {s['load_s']:.1f} s"
+        + (f"; {s['cached']} predictions from the cache" if s["cached"] else "")
+    )
+    mem = f"memory    peak {_gib(result.memory['peak_bytes'])} ({result.memory['measured_by']})"
+    if result.memory.get("predicted_bytes"):
+        mem += f", estimator predicted {_gib(result.memory['predicted_bytes'])}"
+    lines.append(mem)
+    lines += [f"warning   {w}" for w in result.warnings]
+    if result.confusion:
+        labels = list(result.confusion)
+        width = max(len(l) for l in labels)
+        lines.append("confusion (rows: gold, columns: predicted, in label order)")
+        for gold in labels:
+            lines.append(f"  {gold:<{width}} " + " ".join(f"{result.confusion[gold].get(p, 0):>3}" for p in labels))
+    return "\n".join(lines) + "\n"

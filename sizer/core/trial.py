@@ -1,0 +1,189 @@
+"""One trial: a task's test examples through one model with one strategy, scored, timed and
+measured, every prediction kept in the trial cache so an interrupted trial resumes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from sizer.core import events
+from sizer.core.catalog import ModelEntry, load_catalog
+from sizer.core.errors import SizerError
+from sizer.core.measure import PeakMemory, percentiles
+from sizer.core.placement import choose_device, choose_dtype, torch_dtype
+from sizer.core.resolve import locate
+from sizer.core.scoring import Metric, confusion, metric_for, parse_json_object
+from sizer.core.split import split, stratified_split
+from sizer.core.store import TrialStore, trial_key
+from sizer.core.strategies import check_strategy
+
+
+class TrialCancelled(SizerError):
+    exit_code = 130
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    model: str
+    strategy: str = "few-shot"
+    shots: int | None = None          # per label (classify) or in all (extract, generate); None = auto
+    limit: int | None = None          # score at most this many test examples (stratified)
+    device: str | None = None
+    dtype: str | None = None
+    seed: int | None = None
+    encoder_scoring: str = "centroid"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+
+
+@dataclass
+class TrialResult:
+    model: str
+    revision: str | None
+    strategy: str
+    status: str
+    metric: Metric
+    settings: dict[str, Any]
+    split: dict[str, int]
+    speed: dict[str, float]
+    memory: dict[str, Any]
+    other_metrics: dict[str, Metric] = field(default_factory=dict)
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def limit_examples(test: Sequence, limit: int | None, seed: int, kind: str) -> list:
+    """A stratified subset of at most `limit` test examples (all when `limit` is None)."""
+    if limit is None or limit >= len(test):
+        return list(test)
+    if limit <= 0:
+        raise SizerError(f"--limit {limit}: give a positive number of examples")
+    stratum = (lambda e: e.label) if kind == "classify" else (lambda e: "")
+    _, subset = stratified_split(test, limit, seed, stratum)
+    return subset
+
+
+def make_runner(entry: ModelEntry, task: Any, spec: TrialSpec, device: str, dtype: str):
+    local = locate(entry, allow_pickle=spec.allow_pickle)
+    seed = spec.seed if spec.seed is not None else task.seed
+    if entry.kind == "encoder":
+        if task.kind != "classify":
+            raise SizerError(f"{entry.id} is an encoder: it can run classify tasks only, not {task.kind}")
+        from sizer.core.backends.encoder import Encoder
+        from sizer.core.runners.encoder_classify import EncoderClassifyRunner
+
+        loader = lambda: Encoder.load(local, device, spec.trust_remote_code)
+        return local, EncoderClassifyRunner(loader, spec.strategy, spec.shots, seed, spec.encoder_scoring)
+    from sizer.core.backends.causal_lm import CausalLM
+
+    loader = lambda: CausalLM.load(local, device, torch_dtype(dtype), spec.trust_remote_code)
+    if task.kind == "classify":
+        from sizer.core.runners.lm_classify import LMClassifyRunner
+
+        return local, LMClassifyRunner(loader, entry.instruct, spec.strategy, spec.shots, seed)
+    from sizer.core.runners.lm_generate import LMGenerateRunner
+
+    return local, LMGenerateRunner(loader, entry.instruct, spec.strategy, spec.shots, seed)
+
+
+def score_records(task: Any, records: Sequence[dict]) -> tuple[Metric, dict[str, Metric], dict]:
+    """The task's metric (and the others of its kind) over stored prediction records."""
+    golds = [r["gold"] for r in records]
+    preds = [r["prediction"] for r in records]
+    if task.kind == "extract":
+        preds = [parse_json_object(p) if isinstance(p, str) else None for p in preds]
+    main = metric_for(task.kind, task.metric, golds, preds, task.labels, task.fields)
+    others: dict[str, Metric] = {}
+    table: dict = {}
+    if task.kind == "classify":
+        if all("prediction_norm" in r for r in records):
+            norm = metric_for("classify", "accuracy", golds, [r["prediction_norm"] for r in records])
+            others["accuracy_norm"] = Metric("accuracy_norm", norm.value, norm.low, norm.high, norm.n, norm.method)
+        if task.metric != "macro_f1":
+            others["macro_f1"] = metric_for("classify", "macro_f1", golds, preds, task.labels)
+        table = confusion(golds, preds, task.labels)
+    elif task.kind == "generate" and task.metric != "exact_match":
+        others["exact_match"] = metric_for("generate", "exact_match", golds, preds)
+    return main, others, table
+
+
+def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
+              sink: events.Sink = events.null_sink, cancel: threading.Event | None = None,
+              catalog=None) -> TrialResult:
+    """Run (or resume) one trial and return its result; progress goes to `sink`."""
+    check_strategy(spec.strategy)
+    entry = (catalog or load_catalog()).get(spec.model)
+    device = choose_device(spec.device)
+    dtype = choose_dtype(device, spec.dtype)
+    seed = spec.seed if spec.seed is not None else task.seed
+    train, test = split(task, seed)
+    test = limit_examples(test, spec.limit, seed, task.kind)
+    local, runner = make_runner(entry, task, spec, device, dtype)
+    own_store = store is None
+    store = store or TrialStore.open()
+    try:
+        with PeakMemory(device) as memory:
+            began = time.perf_counter()
+            runner.load()
+            load_s = time.perf_counter() - began
+            settings, digest, test = runner.prepare(task, train, test)
+            settings = {**settings, "device": device, "dtype": dtype if entry.kind != "encoder" else "fp32", "seed": seed}
+            key = trial_key(entry.id, local.revision, spec.strategy, digest, settings)
+            store.start_trial(key, {"model": entry.id, "strategy": spec.strategy, "settings": settings, "task": task.name})
+            records, timing = _predict(task, runner, test, store, key, entry.id, spec.strategy, sink, cancel)
+        metric, others, table = score_records(task, records)
+        speed = {"load_s": round(load_s, 3), **timing}
+        mem = {"peak_bytes": memory.peak_bytes, "measured_by": memory.method, "device": device}
+        result = TrialResult(entry.id, local.revision, spec.strategy, "ok", metric, settings,
+                             {"train": len(train), "test": len(test)}, speed, mem, others, table,
+                             list(getattr(task, "warnings", ())) + runner.warnings, key)
+        store.finish_trial(key, {"status": "ok", "metric": metric.as_dict(), "speed": speed, "memory": mem})
+        sink(events.TrialFinished(entry.id, spec.strategy, "ok", metric.value, metric.low, metric.high))
+        return result
+    finally:
+        if own_store:
+            store.close()
+
+
+def _predict(task, runner, test, store, key, model, strategy, sink, cancel) -> tuple[list[dict], dict[str, float]]:
+    done = store.done_examples(key)
+    wanted = {e.id for e in test}
+    records = [r for i, r in done.items() if i in wanted]
+    todo = [e for e in test if e.id not in done]
+    sink(events.TrialStarted(model, strategy, len(test), {"cached": len(records)}))
+    new: list[dict] = []
+    began = time.perf_counter()
+
+    def on_batch(rows: list[dict]) -> None:
+        store.add_predictions(key, rows)
+        new.extend(rows)
+        if cancel is not None and cancel.is_set():
+            raise TrialCancelled(f"trial {model} {strategy} cancelled; {len(records) + len(new)} examples kept in the cache")
+        seen = records + new
+        metric = metric_for(task.kind, task.metric, [r["gold"] for r in seen], [_pred(task, r) for r in seen],
+                            task.labels, task.fields)
+        rate = len(new) / max(time.perf_counter() - began, 1e-9)
+        sink(events.TrialProgress(model, strategy, len(seen), len(test), metric.value, metric.low, metric.high, rate))
+
+    if todo:
+        runner.predict(task, todo, on_batch)
+    elapsed = time.perf_counter() - began
+    p50, p95 = percentiles([r["latency_s"] for r in new])
+    tokens = sum(r.get("tokens", 0) for r in new)
+    timing = {"scored": len(new), "cached": len(records), "seconds": round(elapsed, 3),
+              "examples_per_s": round(len(new) / elapsed, 2) if new else 0.0,
+              "p50_latency_s": round(p50, 4), "p95_latency_s": round(p95, 4),
+              "tokens_per_s": round(tokens / elapsed, 1) if new else 0.0}
+    return records + new, timing
+
+
+def _pred(task: Any, record: dict) -> Any:
+    if task.kind == "extract":
+        return parse_json_object(record["prediction"]) if isinstance(record["prediction"], str) else None
+    return record["prediction"]
