@@ -1,0 +1,113 @@
+"""`sizer catalog list|show|refresh`: the models sizer knows, and their refresh from the Hub."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sizer.core.catalog import Catalog, ModelEntry, entry_to_dict, load_catalog
+from sizer.core.errors import SizerError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("catalog", help="list, show and refresh catalog models")
+    sub = parser.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+
+    ls = sub.add_parser("list", help="list catalog models")
+    ls.add_argument("--family", help="only this family (e.g. qwen2.5)")
+    ls.add_argument("--fits", action="store_true", help="only models that fit this machine (or --profile)")
+    ls.add_argument("--profile", help="with --fits: a simulated machine, NAME or FILE (see `sizer hw --profile`)")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=_list)
+
+    show = sub.add_parser("show", help="every field of one model")
+    show.add_argument("id", metavar="ID", help="Hub repo id or short name, e.g. Qwen2.5-7B-Instruct")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=_show)
+
+    refresh = sub.add_parser("refresh", help="rebuild entries from the Hugging Face Hub and rewrite the TOML")
+    refresh.add_argument("targets", nargs="+", metavar="FAMILY|REPO", help="family names or Hub repo ids")
+    refresh.add_argument("--family", help="family file for repos not yet in the catalog")
+    refresh.set_defaults(func=_refresh)
+
+
+def human_params(count: int | float) -> str:
+    if count >= 1e9:
+        return f"{count / 1e9:.2f}B"
+    return f"{count / 1e6:.1f}M"
+
+
+def _row(entry: ModelEntry, cached: bool) -> dict[str, str]:
+    return {
+        "MODEL": entry.id,
+        "FAMILY": entry.family,
+        "KIND": entry.kind + (" (instruct)" if entry.instruct else ""),
+        "PARAMS": human_params(entry.params),
+        "CONTEXT": f"{entry.max_context:,}",
+        "DTYPE": entry.torch_dtype,
+        "FORMATS": ",".join(entry.formats),
+        "LICENSE": entry.license + (" (gated)" if entry.gated else ""),
+        "CACHED": "yes" if cached else "-",
+    }
+
+
+def table(rows: list[dict[str, str]]) -> str:
+    """Left-aligned columns sized to their widest cell, headers from the first row's keys."""
+    if not rows:
+        return ""
+    headers = list(rows[0])
+    widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in headers}
+    lines = ["  ".join(h.ljust(widths[h]) for h in headers)]
+    lines += ["  ".join(r[h].ljust(widths[h]) for h in headers) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _selected(catalog: Catalog, family: str | None) -> list[ModelEntry]:
+    entries = catalog.family(family) if family else catalog.entries
+    return sorted(entries, key=lambda e: (e.family, e.kind != "causal", e.params, e.id))
+
+
+def _list(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    entries = _selected(catalog, args.family)
+    fits: dict[str, Any] = {}
+    if args.fits:
+        raise SizerError("--fits is not available yet: it needs the estimator (sizer fit)")
+    cached = {e.id: catalog.is_cached(e) for e in entries}
+    if args.json:
+        print(json.dumps([{**entry_to_dict(e), "cached": cached[e.id], **fits.get(e.id, {})} for e in entries], indent=2))
+    else:
+        print(table([_row(e, cached[e.id]) for e in entries]))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    entry = catalog.get(args.id)
+    data = {**entry_to_dict(entry), "cached": catalog.is_cached(entry)}
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        if key == "gguf":
+            value = "; ".join(f"{g['repo']} ({', '.join(g['files'])})" for g in value)
+        elif key == "params":
+            value = f"{value:,} ({human_params(value)})"
+        elif isinstance(value, list):
+            value = ", ".join(value)
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from sizer.core.events import stream_sink
+    from sizer.core.hub import refresh
+
+    entries = refresh(args.targets, family=args.family, sink=stream_sink())
+    for entry in entries:
+        print(f"{entry.id}: {entry.params:,} params, revision {entry.revision or 'main'}")
+    return 0
