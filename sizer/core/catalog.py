@@ -224,10 +224,9 @@ def quant_of(filename: str) -> str | None:
 
 def _gguf_repos(card: dict[str, Any]) -> tuple[GGUFRepo, ...]:
     repos = [GGUFRepo(g["repo"], dict(g.get("files", {}))) for g in card.get("gguf", [])]
-    offline = card.get("offline_file", "")
-    if offline.endswith(".gguf") and card.get("offline_source"):
-        quant = quant_of(offline) or "GGUF"
-        repos.insert(0, GGUFRepo(card["offline_source"], {quant: offline}))
+    offline, source = card.get("offline_file", ""), card.get("offline_source")
+    if offline.endswith(".gguf") and source and all(r.repo != source for r in repos):
+        repos.insert(0, GGUFRepo(source, {quant_of(offline) or "GGUF": offline}))
     return tuple(repos)
 
 
@@ -332,11 +331,19 @@ def _check_values(entry: ModelEntry, label: str) -> None:
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML file; a syntax error becomes a SizerError naming the file and line."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SizerError(f"{path}: malformed TOML: {exc}") from None
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SizerError(f"{path}: cannot read: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SizerError(f"{path}:{_error_line(str(exc), text)}: malformed TOML: {exc}") from None
+
+
+def _error_line(message: str, text: str) -> int:
+    """tomllib puts "(at line N, column M)" in its message, or "(at end of document)"."""
+    match = re.search(r"at line (\d+)", message)
+    return int(match.group(1)) if match else max(1, len(text.splitlines()))
 
 
 def read_family_file(path: Path) -> list[ModelEntry]:
