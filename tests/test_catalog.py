@@ -382,3 +382,29 @@ def test_cli_malformed_catalog_is_one_line_exit_2(tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert err.startswith(f"sizer: error: {tmp_path / 'broken.toml'}:3: malformed TOML: ")
     assert len(err.splitlines()) == 1
+
+
+def test_cli_list_fits_keeps_only_models_that_fit(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    tiny = _entries()[0]
+    huge = dataclasses.replace(tiny, id="org/huge", params=10**13)  # 20 TB of bf16 weights
+    write_family_file(tmp_path / "test.toml", [tiny, huge])
+    monkeypatch.setenv("SIZER_CATALOG_DIR", str(tmp_path))
+    assert main(["catalog", "list", "--fits", "--profile", "8 vCPU 32GB", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["id"] == "org/tiny-a"
+    assert row["fit"]["level"] == "fits-cpu" and row["fit"]["dtype"] == "bf16" and row["fit"]["context"] == 2048
+    assert main(["catalog", "list", "--fits", "--profile", "8 vCPU 32GB"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[-3:] == ["FIT", "NEEDS", "DECODE"] and len(rows) == 1
+
+
+def test_cli_list_fits_bad_input(cli_catalog, capsys):
+    assert main(["catalog", "list", "--fits", "--profile", "8 vCPU 32GB", "--context", "0"]) == 2
+    assert main(["catalog", "list", "--fits", "--profile", "8 vCPU 32GB", "--dtype", "int3"]) == 2
+    assert main(["catalog", "list", "--profile", "8 vCPU 32GB"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[0] == "sizer: error: --context and --batch must be positive"
+    assert errors[1].startswith("sizer: error: unknown dtype 'int3'")
+    assert errors[2] == "sizer: error: --profile only applies with --fits"

@@ -17,7 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("list", help="list catalog models")
     ls.add_argument("--family", help="only this family (e.g. qwen2.5)")
     ls.add_argument("--fits", action="store_true", help="only models that fit this machine (or --profile)")
-    ls.add_argument("--profile", help="with --fits: a simulated machine, NAME or FILE (see `sizer hw --profile`)")
+    ls.add_argument("--profile", metavar="NAME|FILE", help="with --fits: a simulated machine (see `sizer hw --profile`)")
+    ls.add_argument("--dtype", default="bf16", help="with --fits: precision or GGUF type (default bf16)")
+    ls.add_argument("--context", type=int, default=4096,
+                    help="with --fits: context tokens, capped at each model's maximum (default 4096)")
+    ls.add_argument("--batch", type=int, default=1, help="with --fits: batch size (default 1)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=_list)
 
@@ -71,15 +75,55 @@ def _selected(catalog: Catalog, family: str | None) -> list[ModelEntry]:
 def _list(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     entries = _selected(catalog, args.family)
-    fits: dict[str, Any] = {}
+    fits: dict[str, dict[str, Any]] = {}
     if args.fits:
-        raise SizerError("--fits is not available yet: it needs the estimator (sizer fit)")
+        fits = _fits(entries, args)
+        entries = [e for e in entries if e.id in fits]
+    elif args.profile is not None:
+        raise SizerError("--profile only applies with --fits")
     cached = {e.id: catalog.is_cached(e) for e in entries}
     if args.json:
         print(json.dumps([{**entry_to_dict(e), "cached": cached[e.id], **fits.get(e.id, {})} for e in entries], indent=2))
     else:
-        print(table([_row(e, cached[e.id]) for e in entries]))
+        rows = [{**_row(e, cached[e.id]), **_fit_cells(fits.get(e.id))} for e in entries]
+        print(table(rows))
     return 0
+
+
+def _fits(entries: list[ModelEntry], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Model id -> its fit on this machine (or --profile), for the models that fit somewhere."""
+    from sizer.core.estimate import fit_report
+    from sizer.core.events import stream_sink
+    from sizer.core.hardware import detect, simulated
+    from sizer.core.quant import parse_precision
+
+    if args.context <= 0 or args.batch <= 0:
+        raise SizerError("--context and --batch must be positive")
+    precision = parse_precision(args.dtype)
+    profile = simulated(args.profile) if args.profile is not None else detect(sink=stream_sink())
+    devices = profile.devices()
+    found = {}
+    for entry in entries:
+        context = min(args.context, entry.max_context)
+        report = fit_report(entry, precision, context, args.batch, devices)
+        if report.level == "no":
+            continue
+        kind = "cpu" if report.level == "fits-cpu" else next(d.kind for d in devices if d.kind != "cpu")
+        found[entry.id] = {
+            "fit": {"level": report.level, "where": report.where, "dtype": precision.name, "context": context,
+                    "batch": args.batch, "need_bytes": report.memory[kind].total_bytes,
+                    "decode_tokens_per_s": report.speed.decode_tps if report.speed and entry.kind == "causal" else None},
+        }
+    return found
+
+
+def _fit_cells(fit: dict[str, Any] | None) -> dict[str, str]:
+    if fit is None:
+        return {}
+    f = fit["fit"]
+    tps = f["decode_tokens_per_s"]
+    return {"FIT": f["level"], "NEEDS": f"{f['need_bytes'] / 1024**3:.1f} GiB",
+            "DECODE": f"{tps:.0f} tok/s" if tps else "-"}
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -93,8 +137,8 @@ def _show(args: argparse.Namespace) -> int:
     for key, value in data.items():
         if key == "gguf":
             value = "; ".join(f"{g['repo']} ({', '.join(g['files'])})" for g in value)
-        elif key == "params":
-            value = f"{value:,} ({human_params(value)})"
+        elif key in ("params", "published_params"):
+            value = f"{int(value):,} ({human_params(value)})"
         elif isinstance(value, list):
             value = ", ".join(value)
         elif isinstance(value, bool):

@@ -413,10 +413,12 @@ class Catalog:
         entry = self.find(query)
         if entry is not None:
             return entry
+        q = query.strip().lower()
         names = {e.id.lower(): e.id for e in self.entries}
         names.update({e.short_name.lower(): e.id for e in self.entries})
-        close = difflib.get_close_matches(query.strip().lower(), names, n=5, cutoff=0.5)
-        ids = list(dict.fromkeys(names[c] for c in close))
+        containing = [e.id for e in self.entries if q in e.id.lower()]  # "qwen2.5-7b" -> the -Instruct
+        close = difflib.get_close_matches(q, names, n=5, cutoff=0.5)
+        ids = list(dict.fromkeys(containing + [names[c] for c in close]))[:5]
         hint = f"closest: {', '.join(ids)}" if ids else "see `sizer catalog list`"
         raise SizerError(f"unknown model {query!r}; {hint}")
 
