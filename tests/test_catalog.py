@@ -161,7 +161,7 @@ def test_round_trip_through_tomllib(tmp_path):
 
 
 def _write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "bad.toml"
+    path = tmp_path / "test.toml"
     path.write_text(text)
     return path
 
@@ -206,8 +206,15 @@ def test_bad_fields_name_file_entry_and_field(tmp_path, change, message):
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
 
 
+def test_family_must_match_the_file_name(tmp_path):
+    path = tmp_path / "other.toml"
+    write_family_file(path, _entries()[:1])
+    with pytest.raises(SizerError, match=r"field 'family' is 'test' but the file is other.toml"):
+        load_catalog([path])
+
+
 def test_duplicate_ids_across_files(tmp_path):
-    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a, b = tmp_path / "test.toml", tmp_path / "sub" / "test.toml"
     write_family_file(a, _entries()[:1])
     write_family_file(b, _entries()[:1])
     with pytest.raises(SizerError, match="also in"):

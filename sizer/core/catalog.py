@@ -165,7 +165,12 @@ def _sliding(text_cfg: Any, layers: int, max_context: int) -> tuple[int, int]:
 
 
 def entry_from_config(repo_id: str, config: dict[str, Any], card: dict[str, Any]) -> ModelEntry:
-    """Build an entry from a verbatim config.json and the model's card fields (see cards.toml)."""
+    """Build an entry from a verbatim config.json and the model's card fields (see cards.toml).
+
+    Absent config keys take the transformers config class's defaults (the Hub's Gemma 3 files
+    list only non-default keys). A card `params` value, when present, is used instead of
+    building the model again.
+    """
     kind = card.get("kind", "causal")
     cfg = _config_object(config)
     text = cfg.get_text_config()
@@ -351,7 +356,14 @@ def read_family_file(path: Path) -> list[ModelEntry]:
     models = data.get("models", [])
     if set(data) - {"models"} or not isinstance(models, list):
         raise SizerError(f"{path}: expected only [[models]] tables, one per model (compare a shipped family file)")
-    return [entry_from_dict(m, str(path)) for m in models]
+    entries = [entry_from_dict(m, str(path)) for m in models]
+    for entry in entries:
+        if entry.family != path.stem:
+            raise SizerError(
+                f"{path}: model {entry.id!r}: field 'family' is {entry.family!r} but the file is {path.name}; "
+                f"move the entry to {entry.family}.toml or fix the field"
+            )
+    return entries
 
 
 _HEADER = (
