@@ -44,7 +44,10 @@ from sizer.core.paths import cache_dir, hf_cache_dir
 GIB = 2**30
 CACHE_FORMAT = 1
 # Simulated machines: what a runtime leaves free, and the CPU part when none is given.
-GPU_RESERVE_BYTES = GIB  # CUDA context + cuBLAS workspace + driver reservation, per GPU
+# Per GPU: driver reservation + CUDA context + cuBLAS workspace. On an H200 (141 GB datasheet)
+# torch saw 139.3 GiB free after creating its context: 1.7 GiB, 1.2% below the datasheet size.
+GPU_RESERVE_MIN_BYTES = GIB
+GPU_RESERVE_FRACTION = 0.015
 MPS_USABLE_FRACTION = 0.75  # macOS lets the GPU wire about 3/4 of unified memory by default
 RAM_AVAILABLE_FRACTION = 0.9  # the OS and other processes keep the rest
 DEFAULT_CPU_CORES = 16
@@ -104,7 +107,7 @@ class GPUInfo:
     cuda_version: str | None = None  # CUDA (or HIP) runtime torch was built with
     cuda_driver_version: str | None = None  # highest CUDA version the driver supports (NVML)
     usable: bool = True  # False: the driver sees it but this torch build cannot use it
-    uuid: str | None = None
+    uuid: str | None = None  # NVML's; matches torch's device to NVML's; not in to_dict()
     figures: Figures = Figures()
     datasheet: Figures | None = None  # the table's figures for this model, for comparison
 
@@ -133,6 +136,8 @@ class HardwareProfile:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["gpus"], data["notes"] = list(data["gpus"]), list(data["notes"])
+        for gpu in data["gpus"]:
+            gpu.pop("uuid")  # a hardware serial number: kept out of reports
         data["devices"] = [dataclasses.asdict(d) for d in self.devices()]
         return data
 
@@ -170,7 +175,7 @@ def simulated(spec: str) -> HardwareProfile:
     apple = bool(gpus) and gpus[0].kind == "mps"
     cpu = _simulated_cpu(machine, gpus, apple)
     notes = [
-        f"simulated: GPU free memory = total - {GPU_RESERVE_BYTES / GIB:g} GiB runtime reserve"
+        f"simulated: GPU free memory = total - max(1 GiB, {GPU_RESERVE_FRACTION:.1%}) runtime reserve"
         if not apple else f"simulated: GPU may use {MPS_USABLE_FRACTION:.0%} of unified memory (macOS default)",
         f"simulated: available RAM = {RAM_AVAILABLE_FRACTION:.0%} of total",
     ]
@@ -180,9 +185,14 @@ def simulated(spec: str) -> HardwareProfile:
 def _simulated_gpu(index: int, choice: gpu_specs.GpuChoice) -> GPUInfo:
     spec = choice.spec
     total = int(choice.memory_gb * GIB)
-    free = int(total * MPS_USABLE_FRACTION) if spec.kind == "mps" else max(0, total - GPU_RESERVE_BYTES)
+    free = int(total * MPS_USABLE_FRACTION) if spec.kind == "mps" else total - gpu_reserve_bytes(total)
     figures = _datasheet_figures(choice)
     return GPUInfo(index, choice.label, spec.kind, total, free, figures=figures, datasheet=figures)
+
+
+def gpu_reserve_bytes(total_bytes: int) -> int:
+    """What the driver and a torch CUDA context take from a simulated GPU's memory."""
+    return max(GPU_RESERVE_MIN_BYTES, int(total_bytes * GPU_RESERVE_FRACTION))
 
 
 def _datasheet_figures(choice: gpu_specs.GpuChoice) -> Figures:
