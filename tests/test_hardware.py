@@ -340,6 +340,7 @@ def test_hw_profile_text_and_json(capsys):
     assert main(["hw", "--profile", "L4", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["simulated"] is True and [d["kind"] for d in data["devices"]] == ["cuda", "cpu"]
+    assert "uuid" not in data["gpus"][0]
     assert HardwareProfile.from_dict(data) == simulated("L4")
 
 

@@ -26,7 +26,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -80,7 +79,7 @@ class Figures:
 
     bandwidth_gbs: float | None = None
     flops: dict[str, float] = field(default_factory=dict)  # dtype -> FLOP/s
-    source: str = "none"  # "measured", "datasheet", "assumed" or "none"
+    source: str = "none"  # "measured", "datasheet", "given" (profile file), "assumed" or "none"
     what: str = ""  # how it was obtained (benchmark settings, datasheet name, assumption)
 
 
@@ -211,9 +210,9 @@ def _simulated_cpu(machine: gpu_specs.MachineSpec, gpus: list[GPUInfo], apple: b
     fp32 = given.get("fp32_gflops", cores * ASSUMED_CPU_GFLOPS_PER_CORE) * 1e9
     bf16 = given.get("bf16_gflops", fp32 / 1e9) * 1e9
     bandwidth = given.get("bandwidth_gbs", min(cores * ASSUMED_CPU_GBS_PER_CORE, ASSUMED_CPU_GBS_MAX))
-    source = "datasheet" if len(given) == 3 else "assumed"
+    source = "given" if len(given) == 3 else "assumed"
     what = (
-        "given in the profile file" if source == "datasheet" else
+        "given in the profile file" if source == "given" else
         f"{ASSUMED_CPU_GFLOPS_PER_CORE:g} GFLOP/s (fp32 and bf16) and {ASSUMED_CPU_GBS_PER_CORE:g} GB/s per core"
         + (" (some figures given in the profile file)" if given else "")
     )
