@@ -1,0 +1,425 @@
+"""Memory a model needs: weights, KV cache, activations, loading transients, training state.
+
+Every figure is a `Term`: the bytes and the arithmetic that produced them, so a user can check it.
+The model is transformers' loading and forward path (what sizer's trials run):
+- safetensors in the checkpoint's own dtype are memory-mapped, so the weights count once;
+  a dtype conversion keeps the mapped file resident while the converted copy is built;
+- a GGUF file is de-quantized to float by transformers, so what is resident is float weights,
+  plus, while loading, the mapped file and gguf-py's parsed metadata;
+- a forward pass keeps a per-layer working set and, for causal LMs, logits for every position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sizer.core.catalog import ModelEntry
+from sizer.core.errors import SizerError
+from sizer.core.quant import (
+    BNB_BITS,
+    FLOAT_BYTES,
+    GGUFMix,
+    Precision,
+    gguf_mix,
+    gguf_type_bits,
+    parse_precision,
+)
+
+GIB = 1024**3
+MIB = 1024**2
+CUDA_CONTEXT_BYTES = int(0.5 * GIB)  # CUDA context + cuBLAS workspace; torch's allocator never sees it
+# gguf-py's GGUFReader keeps a numpy view per metadata value part (~680 B each, measured on
+# gguf 0.18); a BPE vocabulary has ~5 parts per token: token (2), token type (1), merge (2).
+GGUF_READER_BYTES_PER_PART = 680
+GGUF_PARTS_PER_VOCAB_ENTRY = 5
+LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")  # every linear layer of a block
+ADAPTER_BYTES_PER_PARAM = 16  # fp32 weight + fp32 grad + two fp32 AdamW moments
+
+
+@dataclass(frozen=True)
+class Term:
+    """One figure of the estimate and the arithmetic behind it."""
+
+    name: str
+    bytes: int
+    formula: str
+
+
+@dataclass(frozen=True)
+class ParamGroups:
+    """The parameter count split by tensor role (totals over all layers)."""
+
+    embed: int
+    head: int  # untied output head; 0 when tied or for encoders
+    attn_qo: int
+    attn_k: int
+    attn_v: int
+    ffn_up: int  # gate + up (or the single up projection of a non-gated MLP)
+    ffn_down: int
+    other: int  # norms, biases, position embeddings, pooler: params minus everything above
+
+    @property
+    def linear(self) -> int:
+        return self.attn_qo + self.attn_k + self.attn_v + self.ffn_up + self.ffn_down
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Inference memory on one kind of device ("cpu", "cuda", "mps")."""
+
+    device_kind: str
+    precision: Precision
+    context: int
+    batch: int
+    weights: Term
+    kv_cache: Term
+    activations: Term
+    load_transient: Term
+    overhead: Term
+    notes: tuple[str, ...] = ()
+
+    @property
+    def steady_bytes(self) -> int:
+        return self.weights.bytes + self.kv_cache.bytes + self.activations.bytes
+
+    @property
+    def peak_bytes(self) -> int:
+        """Allocator-level peak: the larger of loading and a forward pass (overhead excluded)."""
+        return max(self.weights.bytes + self.load_transient.bytes, self.steady_bytes)
+
+    @property
+    def total_bytes(self) -> int:
+        """What the device must have free: peak plus runtime overhead."""
+        return self.peak_bytes + self.overhead.bytes
+
+    @property
+    def terms(self) -> list[Term]:
+        return [self.weights, self.kv_cache, self.activations, self.load_transient, self.overhead]
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    mode: str  # "full", "lora" or "qlora"
+    terms: tuple[Term, ...] = field(default_factory=tuple)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.bytes for t in self.terms)
+
+
+def fmt_bytes(n: float) -> str:
+    if n >= GIB:
+        return f"{n / GIB:.2f} GiB"
+    return f"{n / MIB:.1f} MiB"
+
+
+def is_gated_mlp(entry: ModelEntry) -> bool:
+    """Decoder LMs use a gated MLP (gate, up, down); BERT-style encoders a plain one (up, down)."""
+    return entry.kind != "encoder"
+
+
+def param_groups(entry: ModelEntry) -> ParamGroups:
+    """Split the exact count by role from the architecture fields; the rest is `other`."""
+    h, layers = entry.hidden_size, entry.layers
+    q_dim, kv_dim = entry.heads * entry.head_dim, entry.kv_heads * entry.head_dim
+    embed = entry.vocab_size * h
+    head = 0 if (entry.tied_embeddings or entry.kind == "encoder") else entry.vocab_size * h
+    attn_qo, attn_k, attn_v = layers * 2 * h * q_dim, layers * h * kv_dim, layers * h * kv_dim
+    ffn_up = layers * h * entry.intermediate_size * (2 if is_gated_mlp(entry) else 1)
+    ffn_down = layers * h * entry.intermediate_size
+    groups = ParamGroups(embed, head, attn_qo, attn_k, attn_v, ffn_up, ffn_down, 0)
+    other = entry.params - embed - head - groups.linear
+    if other >= 0:
+        return ParamGroups(embed, head, attn_qo, attn_k, attn_v, ffn_up, ffn_down, other)
+    # The fields over-count (an architecture this split does not know): scale the blocks to fit.
+    scale = max(entry.params - embed - head, 0) / groups.linear
+    parts = [int(x * scale) for x in (attn_qo, attn_k, attn_v, ffn_up, ffn_down)]
+    return ParamGroups(embed, head, *parts, 0)
+
+
+def checkpoint_float(entry: ModelEntry) -> str:
+    """The float dtype the safetensors checkpoint is published in ("bf16", "fp32", ...)."""
+    try:
+        return parse_precision(entry.torch_dtype).compute
+    except SizerError:
+        return "fp32"
+
+
+def gguf_file_bytes(entry: ModelEntry, quant: str) -> tuple[int, str]:
+    """Size of a GGUF file of `entry` in `quant`, and the per-tensor assumption it rests on."""
+    g, mix = param_groups(entry), gguf_mix(quant)
+    bits = _gguf_group_bits(g, mix, entry)
+    total = sum(n * b for n, b in bits) / 8
+    bpw = total * 8 / max(entry.params, 1)
+    how = (
+        f"{quant}: {mix.base} for most tensors, {mix.output} for the output/tied embedding"
+        + (f", {mix.attn_v} attn_v" if mix.attn_v else "")
+        + (f", {mix.ffn_down} ffn_down" if mix.ffn_down else "")
+        + (f" in {mix.more_bits_share:.0%} of layers" if mix.attn_v or mix.ffn_down else "")
+        + (f", {mix.attn_o} attn_output" if mix.attn_o else "")
+        + f", norms F32 -> {bpw:.2f} bits/weight"
+    )
+    return int(total), how
+
+
+def _gguf_group_bits(g: ParamGroups, mix: GGUFMix, entry: ModelEntry) -> list[tuple[int, float]]:
+    base = gguf_type_bits(mix.base)
+
+    def mixed(n: int, high: str) -> list[tuple[int, float]]:
+        if not high:
+            return [(n, base)]
+        share = mix.more_bits_share
+        return [(int(n * share), gguf_type_bits(high)), (n - int(n * share), base)]
+
+    embed_type = mix.output if entry.tied_embeddings else mix.base
+    out = [(g.embed, gguf_type_bits(embed_type)), (g.head, gguf_type_bits(mix.output))]
+    out += [(g.attn_k, base), (g.ffn_up, base)]
+    out += mixed(g.attn_v, mix.attn_v) + mixed(g.ffn_down, mix.ffn_down)
+    o_half = g.attn_qo // 2
+    out += [(g.attn_qo - o_half, base), (o_half, gguf_type_bits(mix.attn_o) if mix.attn_o else base)]
+    out.append((g.other, 32.0))
+    return out
+
+
+def weights_term(entry: ModelEntry, precision: Precision) -> Term:
+    """Resident weight bytes for the precision, as loaded by transformers."""
+    p = entry.params
+    if precision.kind == "float":
+        size = FLOAT_BYTES[precision.name]
+        return Term("weights", p * size, f"{p:,} params x {size} bytes ({precision.name})")
+    if precision.kind == "bnb":
+        g = param_groups(entry)
+        bits = BNB_BITS[precision.name]
+        rest = p - g.linear
+        total = int(g.linear * bits / 8 + rest * 2)
+        return Term(
+            "weights",
+            total,
+            f"{g.linear:,} linear params x {bits:.3f}/8 bytes ({precision.name}, bitsandbytes)"
+            f" + {rest:,} other params x 2 bytes (bf16: embeddings, norms, head stay unquantized)",
+        )
+    size = precision.compute_bytes
+    file_bytes, how = gguf_file_bytes(entry, precision.name)
+    return Term(
+        "weights",
+        p * size,
+        f"{p:,} params x {size} bytes: transformers de-quantizes the {precision.name} GGUF to "
+        f"{precision.compute} (file ~{fmt_bytes(file_bytes)}; {how})",
+    )
+
+
+def window_tokens(entry: ModelEntry, context: int) -> tuple[int, str]:
+    """Tokens held in the KV cache summed over layers; sliding-window layers are capped."""
+    sliding = min(entry.sliding_layers, entry.layers) if entry.sliding_window else 0
+    full = entry.layers - sliding
+    total = full * context + sliding * min(context, entry.sliding_window)
+    if sliding:
+        how = f"({full} layers x {context:,} + {sliding} sliding layers x {min(context, entry.sliding_window):,})"
+    else:
+        how = f"{entry.layers} layers x {context:,} tokens"
+    return total, how
+
+
+def kv_cache_term(entry: ModelEntry, context: int, batch: int, dtype_bytes: int) -> Term:
+    """2 (K and V) x kv_heads x head_dim x tokens-over-layers x batch x bytes."""
+    if entry.kind == "encoder":
+        return Term("kv cache", 0, "none (encoder: no generation cache)")
+    tokens, how = window_tokens(entry, context)
+    total = 2 * entry.kv_heads * entry.head_dim * tokens * batch * dtype_bytes
+    return Term(
+        "kv cache",
+        total,
+        f"2 x {entry.kv_heads} kv heads x {entry.head_dim} head dim x {how} x batch {batch} x {dtype_bytes} bytes",
+    )
+
+
+def layer_working_set(entry: ModelEntry, context: int, batch: int, a: int, attention: str) -> tuple[int, str]:
+    """Bytes alive inside one block during a no-grad forward pass: the larger of its two phases.
+
+    attention: residual, normed input, q/k/v, rotated q/k, attention output (+ scores or mask);
+    MLP: residual, normed input, output, and the intermediate tensors (gated: act(gate), up and
+    their product; plain: up and act(up)).
+    """
+    tokens = batch * context
+    h, i = entry.hidden_size, entry.intermediate_size
+    qkv = (entry.heads + 2 * entry.kv_heads) * entry.head_dim
+    rope = (entry.heads + entry.kv_heads) * entry.head_dim if entry.kind != "encoder" else 0
+    copies = 3 if is_gated_mlp(entry) else 2
+    if attention == "eager":
+        extra = batch * entry.heads * context * context * (a + 4)  # scores + fp32 softmax
+        extra_how = f"scores {batch} x {entry.heads} heads x {context:,}^2 x ({a}+4) bytes"
+    else:
+        extra = batch * context * context  # the boolean mask the sdpa path builds
+        extra_how = f"mask {batch} x {context:,}^2 x 1 byte"
+    attn = tokens * (3 * h + qkv + rope) * a + extra
+    mlp = tokens * (3 * h + copies * i) * a
+    how = (
+        f"max(attention {tokens:,} tokens x (3x{h} + {qkv} qkv + {rope} rope) x {a} bytes + {extra_how}, "
+        f"mlp {tokens:,} tokens x (3x{h} + {copies}x{i}) x {a} bytes)"
+    )
+    return max(attn, mlp), how
+
+
+def activations_term(
+    entry: ModelEntry, context: int, batch: int, a: int, device_kind: str, attention: str = "sdpa"
+) -> Term:
+    """Peak working set of one forward pass at `context` x `batch`.
+
+    Causal LMs compute logits for every position (batch x context x vocab x bytes), as scoring does.
+    On CPU, glibc keeps the freed per-layer working set in its heap, so the logits come on top
+    of it; torch's CUDA caching allocator reuses it, so there the larger of the two counts.
+    """
+    layer, how = layer_working_set(entry, context, batch, a, attention)
+    if entry.kind == "encoder":
+        return Term("activations", layer, f"layer working set: {how}")
+    tokens = batch * context
+    logits = tokens * entry.vocab_size * a
+    logits_how = f"logits {tokens:,} tokens x {entry.vocab_size:,} vocab x {a} bytes"
+    if device_kind == "cpu":
+        return Term("activations", layer + logits, f"{logits_how} + layer working set ({how})")
+    total = max(layer, logits)
+    return Term("activations", total, f"max({logits_how}, layer working set: {how})")
+
+
+def load_transient_term(entry: ModelEntry, precision: Precision, device_kind: str) -> Term:
+    """Extra bytes alive only while loading (on top of the resident weights)."""
+    if precision.kind == "gguf":
+        file_bytes, _ = gguf_file_bytes(entry, precision.name)
+        parts = GGUF_PARTS_PER_VOCAB_ENTRY * entry.vocab_size
+        meta = parts * GGUF_READER_BYTES_PER_PART
+        if device_kind != "cpu":
+            largest = entry.vocab_size * entry.hidden_size * 4
+            return Term("load transient", largest, f"largest tensor de-quantized in fp32: {entry.vocab_size:,} x {entry.hidden_size} x 4 bytes")
+        return Term(
+            "load transient",
+            file_bytes + meta,
+            f"GGUF file mapped while de-quantizing ({fmt_bytes(file_bytes)}) + gguf-py metadata "
+            f"{GGUF_PARTS_PER_VOCAB_ENTRY} x {entry.vocab_size:,} vocab entries x {GGUF_READER_BYTES_PER_PART} bytes",
+        )
+    source = checkpoint_float(entry)
+    if precision.kind == "float" and precision.name == source:
+        return Term("load transient", 0, f"none: the {source} safetensors are memory-mapped in place")
+    src_bytes = FLOAT_BYTES[source]
+    if device_kind == "cpu":
+        return Term(
+            "load transient",
+            entry.params * src_bytes,
+            f"{source} checkpoint mapped while converting: {entry.params:,} params x {src_bytes} bytes",
+        )
+    largest = entry.vocab_size * entry.hidden_size * src_bytes
+    return Term("load transient", largest, f"largest tensor in flight: {entry.vocab_size:,} x {entry.hidden_size} x {src_bytes} bytes")
+
+
+def overhead_term(device_kind: str, reserved: bool = False) -> Term:
+    if device_kind == "cuda" and reserved:
+        return Term("runtime overhead", 0, "already reserved: the device's free memory excludes the CUDA context")
+    if device_kind == "cuda":
+        return Term("runtime overhead", CUDA_CONTEXT_BYTES, "CUDA context + cuBLAS workspace, ~0.5 GiB")
+    return Term("runtime overhead", 0, "none counted: the loaded framework is not part of the model's increment")
+
+
+def inference_memory(
+    entry: ModelEntry,
+    precision: Precision,
+    context: int,
+    batch: int = 1,
+    device_kind: str = "cpu",
+    attention: str = "sdpa",
+    overhead_reserved: bool = False,
+) -> MemoryEstimate:
+    """Inference memory of `entry` at `context` x `batch` on a device of `device_kind`.
+
+    `overhead_reserved`: the device's free figure already excludes the CUDA context (simulated GPUs).
+    """
+    check_shape(context, batch)
+    a = precision.compute_bytes
+    notes = []
+    if precision.kind == "gguf":
+        notes.append(
+            f"{precision.name} is a GGUF type: loaded through transformers it is de-quantized to "
+            f"{precision.compute}; llama.cpp would keep it packed (~{fmt_bytes(gguf_file_bytes(entry, precision.name)[0])})"
+        )
+    if precision.kind == "bnb" and device_kind == "cpu":
+        notes.append("bitsandbytes int8/int4 need a GPU; the CPU figure assumes they load anyway")
+    return MemoryEstimate(
+        device_kind=device_kind,
+        precision=precision,
+        context=context,
+        batch=batch,
+        weights=weights_term(entry, precision),
+        kv_cache=kv_cache_term(entry, context, batch, a),
+        activations=activations_term(entry, context, batch, a, device_kind, attention),
+        load_transient=load_transient_term(entry, precision, device_kind),
+        overhead=overhead_term(device_kind, overhead_reserved),
+        notes=tuple(notes),
+    )
+
+
+def check_shape(context: int, batch: int) -> None:
+    if context <= 0:
+        raise SizerError(f"--context {context}: must be a positive number of tokens")
+    if batch <= 0:
+        raise SizerError(f"--batch {batch}: must be a positive number of sequences")
+
+
+def lora_params(entry: ModelEntry, rank: int) -> int:
+    """Adapter parameters: rank x (in + out) for every linear layer of every block."""
+    h, i = entry.hidden_size, entry.intermediate_size
+    q_dim, kv_dim = entry.heads * entry.head_dim, entry.kv_heads * entry.head_dim
+    shapes = [(h, q_dim), (h, kv_dim), (h, kv_dim), (q_dim, h), (h, i), (i, h)]
+    if is_gated_mlp(entry):
+        shapes.append((h, i))
+    return entry.layers * rank * sum(a + b for a, b in shapes)
+
+
+def training_activations_term(entry: ModelEntry, context: int, batch: int, a: int) -> Term:
+    """Activations saved for backward, gradient checkpointing off.
+
+    Per block and token: ~8 hidden-size tensors (norm inputs/outputs, residuals, attention output),
+    q/k/v and their rotated copies, and the MLP's intermediate tensors (4 gated, 2 plain); plus
+    the loss head: logits in the compute dtype, their fp32 copy for cross-entropy, and its gradient.
+    """
+    tokens = batch * context
+    h, i = entry.hidden_size, entry.intermediate_size
+    qkv = (entry.heads + 2 * entry.kv_heads) * entry.head_dim
+    mlp = (4 if is_gated_mlp(entry) else 2) * i
+    per_layer = tokens * (8 * h + 2 * qkv + mlp) * a
+    head = tokens * entry.vocab_size * (a + 8) if entry.kind != "encoder" else 0
+    return Term(
+        "activations",
+        entry.layers * per_layer + head,
+        f"{entry.layers} layers x {tokens:,} tokens x (8x{h} + 2x{qkv} + {mlp}) x {a} bytes"
+        + (f" + logits {tokens:,} x {entry.vocab_size:,} x ({a}+4+4) bytes" if head else ""),
+    )
+
+
+def training_memory(
+    entry: ModelEntry, precision: Precision, context: int, batch: int, mode: str, lora_rank: int = 16
+) -> TrainingEstimate:
+    """Memory of one training step: full fine-tuning (AdamW), LoRA or QLoRA (4-bit base)."""
+    check_shape(context, batch)
+    p = entry.params
+    if mode == "full":
+        if precision.kind != "float":
+            raise SizerError(f"--dtype {precision.name}: full fine-tuning needs fp32, bf16 or fp16; use QLoRA for a quantized base")
+        a = precision.compute_bytes
+        terms = [Term("weights", p * a, f"{p:,} x {a} bytes"), Term("gradients", p * a, f"{p:,} x {a} bytes")]
+        if a < 4:
+            terms.append(Term("fp32 master weights", p * 4, f"{p:,} x 4 bytes (mixed precision)"))
+        terms.append(Term("AdamW moments", p * 8, f"{p:,} x 2 moments x 4 bytes (fp32)"))
+        terms.append(training_activations_term(entry, context, batch, a))
+        return TrainingEstimate("full", tuple(terms))
+    if mode not in ("lora", "qlora"):
+        raise SizerError(f"unknown training mode {mode!r}; use full, lora or qlora")
+    base = parse_precision("int4") if mode == "qlora" else (precision if precision.kind == "float" else parse_precision("bf16"))
+    adapters = lora_params(entry, lora_rank)
+    terms = [
+        Term("frozen weights", weights_term(entry, base).bytes, weights_term(entry, base).formula),
+        Term(
+            "adapters + grads + AdamW",
+            adapters * ADAPTER_BYTES_PER_PARAM,
+            f"{adapters:,} adapter params (rank {lora_rank} on q,k,v,o,gate,up,down) x 16 bytes (fp32 weight, grad, 2 moments)",
+        ),
+        training_activations_term(entry, context, batch, base.compute_bytes),
+    ]
+    return TrainingEstimate(mode, tuple(terms))
