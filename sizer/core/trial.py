@@ -130,13 +130,15 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     try:
         with PeakMemory(device) as memory:
             began = time.perf_counter()
-            runner.load()
+            _load(runner, entry, local)
             load_s = time.perf_counter() - began
             settings, digest, test = runner.prepare(task, train, test)
             settings = {**settings, "device": device, "dtype": dtype if entry.kind != "encoder" else "fp32", "seed": seed}
             key = trial_key(entry.id, local.revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "strategy": spec.strategy, "settings": settings, "task": task.name})
             records, timing = _predict(task, runner, test, store, key, entry.id, spec.strategy, sink, cancel)
+        for warning in runner.warnings:
+            sink(events.Message(warning, "warning"))
         metric, others, table = score_records(task, records)
         speed = {"load_s": round(load_s, 3), **timing}
         mem = {"peak_bytes": memory.peak_bytes, "measured_by": memory.method, "device": device}
@@ -149,6 +151,17 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     finally:
         if own_store:
             store.close()
+
+
+def _load(runner: Any, entry: ModelEntry, local: Any) -> None:
+    """Load the model, turning the loaders' errors into one line naming the model and folder."""
+    try:
+        runner.load()
+    except (OSError, ValueError) as exc:
+        if "trust_remote_code" in str(exc):
+            raise SizerError(f"{entry.id}: the model needs its own code to load; pass --trust-remote-code if you trust it") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SizerError(f"{entry.id}: cannot load the files in {local.path}: {first}") from exc
 
 
 def _predict(task, runner, test, store, key, model, strategy, sink, cancel) -> tuple[list[dict], dict[str, float]]:

@@ -44,19 +44,20 @@ class LMClassifyRunner:
     def prepare(self, task: Any, train: Sequence, test: Sequence) -> tuple[dict, str, list]:
         per_label = 0 if self.strategy == "zero-shot" else (self.shots if self.shots is not None else AUTO_SHOTS)
         plan = self._plan(task, [], test)
-        longest = max(len(p) for p in plan.parts) + max(len(c) for c in plan.continuations)
+        self._parts = {e.id: part for e, part in zip(test, plan.parts)}
+        kept = self._drop_too_long(test, plan)  # against the bare prompt: no example shrinks the demos
+        longest = max((len(self._parts[e.id]) for e in kept), default=0) + max(len(c) for c in plan.continuations)
         budget = min(PREFIX_BUDGET, self.lm.max_context - longest)
         while True:
             demos = demonstrations(train, task.labels, per_label, self.seed) if per_label else []
-            plan = self._plan(task, demos, test)
+            plan = self._plan(task, demos, kept)
             if len(plan.prefix) <= budget or per_label == 0 or self.shots is not None:
                 break
             per_label -= 1
         if self.strategy == "few-shot" and per_label == 0:
             self.warnings.append("no demonstration fits the model's context: few-shot ran as zero-shot")
         self.plan = plan
-        self._parts = {e.id: part for e, part in zip(test, plan.parts)}
-        kept = self._drop_too_long(test, plan)
+        kept = self._drop_too_long(kept, plan)  # only when --shots forced a prefix over the budget
         settings = {"shots_per_label": per_label, "demonstrations": len(demos),
                     "prefix_tokens": len(plan.prefix), "scoring": "loglik", "chat_template": self._apply_chat() is not None}
         return settings, plan.digest(), kept
@@ -65,8 +66,9 @@ class LMClassifyRunner:
         longest_label = max(len(c) for c in plan.continuations)
         limit = self.lm.max_context
         kept, dropped = [], []
-        for example, part in zip(test, plan.parts):
-            (kept if len(plan.prefix) + len(part) + longest_label <= limit else dropped).append(example)
+        for example in test:
+            fits = len(plan.prefix) + len(self._parts[example.id]) + longest_label <= limit
+            (kept if fits else dropped).append(example)
         if dropped:
             sources = ", ".join(e.source for e in dropped[:3])
             self.warnings.append(f"dropped {len(dropped)} example(s) longer than the model's {limit}-token context ({sources})")
