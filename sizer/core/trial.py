@@ -12,8 +12,9 @@ from sizer.core import events
 from sizer.core.catalog import ModelEntry, load_catalog
 from sizer.core.errors import SizerError
 from sizer.core.measure import PeakMemory, percentiles
-from sizer.core.placement import choose_device, choose_dtype, torch_dtype
+from sizer.core.placement import choose_device, choose_dtype
 from sizer.core.resolve import locate
+from sizer.core.runners import make_runner
 from sizer.core.scoring import Metric, confusion, metric_for, parse_json_object
 from sizer.core.split import split, stratified_split
 from sizer.core.store import TrialStore, trial_key
@@ -69,29 +70,6 @@ def limit_examples(test: Sequence, limit: int | None, seed: int, kind: str) -> l
     return subset
 
 
-def make_runner(entry: ModelEntry, task: Any, spec: TrialSpec, device: str, dtype: str):
-    local = locate(entry, allow_pickle=spec.allow_pickle)
-    seed = spec.seed if spec.seed is not None else task.seed
-    if entry.kind == "encoder":
-        if task.kind != "classify":
-            raise SizerError(f"{entry.id} is an encoder: it can run classify tasks only, not {task.kind}")
-        from sizer.core.backends.encoder import Encoder
-        from sizer.core.runners.encoder_classify import EncoderClassifyRunner
-
-        loader = lambda: Encoder.load(local, device, spec.trust_remote_code)
-        return local, EncoderClassifyRunner(loader, spec.strategy, spec.shots, seed, spec.encoder_scoring)
-    from sizer.core.backends.causal_lm import CausalLM
-
-    loader = lambda: CausalLM.load(local, device, torch_dtype(dtype), spec.trust_remote_code)
-    if task.kind == "classify":
-        from sizer.core.runners.lm_classify import LMClassifyRunner
-
-        return local, LMClassifyRunner(loader, entry.instruct, spec.strategy, spec.shots, seed)
-    from sizer.core.runners.lm_generate import LMGenerateRunner
-
-    return local, LMGenerateRunner(loader, entry.instruct, spec.strategy, spec.shots, seed)
-
-
 def score_records(task: Any, records: Sequence[dict]) -> tuple[Metric, dict[str, Metric], dict]:
     """The task's metric (and the others of its kind) over stored prediction records."""
     golds = [r["gold"] for r in records]
@@ -124,7 +102,8 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
     test = limit_examples(test, spec.limit, seed, task.kind)
-    local, runner = make_runner(entry, task, spec, device, dtype)
+    local = locate(entry, allow_pickle=spec.allow_pickle)
+    runner = make_runner(entry, task, spec, local, device, dtype, seed)
     own_store = store is None
     store = store or TrialStore.open()
     try:

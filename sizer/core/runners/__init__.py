@@ -1,5 +1,46 @@
-"""How one trial's examples are predicted, one module per kind of model and task.
+"""How one trial's examples are predicted: one runner per (kind of model, task, strategy).
 
-A runner has `load()`, `prepare(task, train, test) -> (settings, prompt_digest, kept_test)` and
-`predict(examples, on_batch)`, which calls `on_batch(rows)` with one stored record per example.
+A runner has `warnings: list[str]`, `load()`, `prepare(task, train, test) -> (settings,
+prompt_digest, kept_test)` and `predict(task, examples, on_batch)`, which calls `on_batch(rows)`
+with one stored record per example (`example_id`, `gold`, `prediction`, `latency_s`, ...).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from sizer.core.catalog import ModelEntry
+from sizer.core.errors import SizerError
+from sizer.core.resolve import LocalModel
+
+# (model kind, task kind or "*", strategy or "*") -> "module:factory". First match wins.
+# A factory is called as factory(entry, task, spec, local, device, dtype, seed) -> runner.
+RUNNERS: list[tuple[tuple[str, str, str], str]] = [
+    (("encoder", "classify", "*"), "sizer.core.runners.encoder_classify:make"),
+    (("causal", "classify", "*"), "sizer.core.runners.lm_classify:make"),
+    (("causal", "*", "*"), "sizer.core.runners.lm_generate:make"),
+]
+
+
+def _matches(pattern: tuple[str, str, str], key: tuple[str, str, str]) -> bool:
+    return all(p in ("*", k) for p, k in zip(pattern, key))
+
+
+def make_runner(entry: ModelEntry, task: Any, spec: Any, local: LocalModel, device: str, dtype: str, seed: int) -> Any:
+    key = (entry.kind, task.kind, spec.strategy)
+    for pattern, target in RUNNERS:
+        if _matches(pattern, key):
+            module, factory = target.split(":")
+            return getattr(importlib.import_module(module), factory)(entry, task, spec, local, device, dtype, seed)
+    if entry.kind == "encoder" and task.kind != "classify":
+        raise SizerError(f"{entry.id} is an encoder: it can run classify tasks only, not {task.kind}")
+    raise SizerError(f"{entry.id}: no way to run a {entry.kind} model on a {task.kind} task with {spec.strategy}")
+
+
+def causal_loader(local: LocalModel, device: str, dtype: str, spec: Any):
+    """A function that loads the causal LM when the trial is ready to (so loading is measured)."""
+    from sizer.core.backends.causal_lm import CausalLM
+    from sizer.core.placement import torch_dtype
+
+    return lambda: CausalLM.load(local, device, torch_dtype(dtype), spec.trust_remote_code)

@@ -75,3 +75,8 @@ class EncoderClassifyRunner:
                  "scores": [round(float(x), 6) for x in row], "latency_s": each}
                 for e, b, row in zip(batch, best, scores)
             ])
+
+
+def make(entry, task, spec, local, device, dtype, seed) -> EncoderClassifyRunner:
+    return EncoderClassifyRunner(lambda: Encoder.load(local, device, spec.trust_remote_code), spec.strategy,
+                                 spec.shots, seed, spec.encoder_scoring)

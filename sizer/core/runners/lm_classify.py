@@ -99,3 +99,9 @@ class LMClassifyRunner:
             on_batch(rows)
 
         self.lm.score(list(plan.prefix), requests, self.pack_tokens, on_pack)
+
+
+def make(entry, task, spec, local, device, dtype, seed) -> LMClassifyRunner:
+    from sizer.core.runners import causal_loader
+
+    return LMClassifyRunner(causal_loader(local, device, dtype, spec), entry.instruct, spec.strategy, spec.shots, seed)

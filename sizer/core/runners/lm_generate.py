@@ -50,3 +50,9 @@ class LMGenerateRunner:
             text, generated = self.lm.generate(list(self.plan.prefix) + list(self._parts[example.id]), self.max_new_tokens)
             on_batch([{"example_id": example.id, "gold": example.reference, "prediction": text,
                        "latency_s": time.perf_counter() - began, "tokens": generated}])
+
+
+def make(entry, task, spec, local, device, dtype, seed) -> LMGenerateRunner:
+    from sizer.core.runners import causal_loader
+
+    return LMGenerateRunner(causal_loader(local, device, dtype, spec), entry.instruct, spec.strategy, spec.shots, seed)
