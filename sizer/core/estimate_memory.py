@@ -27,7 +27,10 @@ from sizer.core.quant import (
 
 GIB = 1024**3
 MIB = 1024**2
-CUDA_CONTEXT_BYTES = int(0.5 * GIB)  # CUDA context + cuBLAS workspace; torch's allocator never sees it
+CUDA_CONTEXT_BYTES = int(0.5 * GIB)  # CUDA context and kernels; torch's allocator never sees it
+# torch allocates cuBLAS's workspace through its caching allocator: 8 x 4 MiB on Hopper by default
+# (CUBLAS_WORKSPACE_CONFIG=:4096:8); older GPUs take less, so this is the upper figure.
+CUBLAS_WORKSPACE_BYTES = 32 * MIB
 # gguf-py's GGUFReader keeps a numpy view per metadata value part (~680 B each, measured on
 # gguf 0.18); a BPE vocabulary has ~5 parts per token: token (2), token type (1), merge (2).
 GGUF_READER_BYTES_PER_PART = 680
@@ -248,8 +251,11 @@ def layer_working_set(entry: ModelEntry, context: int, batch: int, a: int, atten
     if attention == "eager":
         extra = batch * entry.heads * context * context * (a + 4)  # scores + fp32 softmax
         extra_how = f"scores {batch} x {entry.heads} heads x {context:,}^2 x ({a}+4) bytes"
+    elif entry.kind == "encoder":
+        extra = batch * context * context * a  # additive padding mask in the compute dtype
+        extra_how = f"padding mask {batch} x {context:,}^2 x {a} bytes"
     else:
-        extra = batch * context * context  # the boolean mask the sdpa path builds
+        extra = batch * context * context  # the boolean causal mask the sdpa path builds
         extra_how = f"mask {batch} x {context:,}^2 x 1 byte"
     attn = tokens * (3 * h + qkv + rope) * a + extra
     mlp = tokens * (3 * h + copies * i) * a
@@ -265,20 +271,26 @@ def activations_term(
 ) -> Term:
     """Peak working set of one forward pass at `context` x `batch`.
 
-    Causal LMs compute logits for every position (batch x context x vocab x bytes), as scoring does.
-    On CPU, glibc keeps the freed per-layer working set in its heap, so the logits come on top
-    of it; torch's CUDA caching allocator reuses it, so there the larger of the two counts.
+    Causal LMs compute logits for every position (batch x context x vocab x bytes), as scoring does;
+    encoders end in mean pooling. On CPU, glibc keeps the freed per-layer working set in its heap,
+    so the head comes on top of it; torch's CUDA caching allocator reuses it, so there the larger
+    of the two counts.
     """
     layer, how = layer_working_set(entry, context, batch, a, attention)
-    if entry.kind == "encoder":
-        return Term("activations", layer, f"layer working set: {how}")
     tokens = batch * context
-    logits = tokens * entry.vocab_size * a
-    logits_how = f"logits {tokens:,} tokens x {entry.vocab_size:,} vocab x {a} bytes"
+    if entry.kind == "encoder":
+        # mean pooling: last hidden state, the mask expanded to it, and their product
+        logits = 3 * tokens * entry.hidden_size * a
+        logits_how = f"pooling 3 x {tokens:,} tokens x {entry.hidden_size} hidden x {a} bytes"
+    else:
+        logits = tokens * entry.vocab_size * a
+        logits_how = f"logits {tokens:,} tokens x {entry.vocab_size:,} vocab x {a} bytes"
     if device_kind == "cpu":
         return Term("activations", layer + logits, f"{logits_how} + layer working set ({how})")
-    total = max(layer, logits)
-    return Term("activations", total, f"max({logits_how}, layer working set: {how})")
+    if device_kind == "cuda":
+        total = max(layer, logits) + CUBLAS_WORKSPACE_BYTES
+        return Term("activations", total, f"max({logits_how}, layer working set: {how}) + cuBLAS workspace 32 MiB")
+    return Term("activations", max(layer, logits), f"max({logits_how}, layer working set: {how})")
 
 
 def load_transient_term(entry: ModelEntry, precision: Precision, device_kind: str) -> Term:
@@ -288,8 +300,7 @@ def load_transient_term(entry: ModelEntry, precision: Precision, device_kind: st
         parts = GGUF_PARTS_PER_VOCAB_ENTRY * entry.vocab_size
         meta = parts * GGUF_READER_BYTES_PER_PART
         if device_kind != "cpu":
-            largest = entry.vocab_size * entry.hidden_size * 4
-            return Term("load transient", largest, f"largest tensor de-quantized in fp32: {entry.vocab_size:,} x {entry.hidden_size} x 4 bytes")
+            return Term("load transient", 0, "none on the GPU: tensors are de-quantized on the host, then copied")
         return Term(
             "load transient",
             file_bytes + meta,
@@ -306,8 +317,7 @@ def load_transient_term(entry: ModelEntry, precision: Precision, device_kind: st
             entry.params * src_bytes,
             f"{source} checkpoint mapped while converting: {entry.params:,} params x {src_bytes} bytes",
         )
-    largest = entry.vocab_size * entry.hidden_size * src_bytes
-    return Term("load transient", largest, f"largest tensor in flight: {entry.vocab_size:,} x {entry.hidden_size} x {src_bytes} bytes")
+    return Term("load transient", 0, f"none on the GPU: tensors are converted from {source} on the host, then copied")
 
 
 def overhead_term(device_kind: str, reserved: bool = False) -> Term:
