@@ -39,12 +39,12 @@ DEFAULT_BUDGET = {"minutes": 30.0, "download_gb": 5.0}
 TOP_KEYS = ("name", "kind", "instruction", "labels", "fields", "examples", "documents",
             "target", "metric", "budget", "split")
 TABLE_KEYS = {
-    "examples": ("file", "text", "label", "reference"),
+    "examples": ("file", "text", "label", "reference", "evidence"),
     "target": ("absolute", "within"),
     "budget": ("minutes", "download_gb"),
     "split": ("test", "test_size", "seed"),
 }
-ROW_KEYS = ("text", "label", "reference")
+ROW_KEYS = ("text", "label", "reference", "evidence")
 _SHOW = 3  # sources quoted in a warning before "..."
 
 
@@ -55,6 +55,7 @@ class Example:
     reference: str | dict | None    # generate: reference text; extract: field -> value
     source: str                     # "examples/banking77/banking_subset.csv:12", for messages
     id: str                         # sha256 of the normalised text + label/reference, 16 hex
+    evidence: str | None = None     # the document that answers it (for retrieval recall@k)
 
 
 @dataclass(frozen=True)
@@ -321,7 +322,7 @@ def _examples(spec: _Spec, kind: str, labels: tuple[str, ...], fields: tuple[str
     return examples
 
 
-Record = tuple[str, Any, Any, Any]  # source, text, label, reference
+Record = tuple[str, Any, Any, Any, Any]  # source, text, label, reference, evidence
 
 
 def _inline_records(spec: _Spec, raw: list) -> list[Record]:
@@ -335,7 +336,7 @@ def _inline_records(spec: _Spec, raw: list) -> list[Record]:
             if key not in ROW_KEYS:
                 raise SizerError(f"{source}: examples.{key}: unknown field{_close(key, ROW_KEYS)}; "
                                  f"expected {', '.join(ROW_KEYS)}")
-        records.append((source, row.get("text"), row.get("label"), row.get("reference")))
+        records.append((source, row.get("text"), row.get("label"), row.get("reference"), row.get("evidence")))
     return records
 
 
@@ -352,17 +353,19 @@ def _file_records(spec: _Spec, raw: Any, kind: str) -> list[Record]:
         if key in raw and (not isinstance(raw[key], str) or not raw[key]):
             raise spec.fail("must be a non-empty string", "examples", key)
     columns = {role: raw.get(role, role) for role in roles}
+    if "evidence" in raw:
+        columns["evidence"] = raw["evidence"]
     relative = Path(raw["file"])
     path = spec.path.parent / relative
     if not path.is_file():
         raise spec.fail(f"{raw['file']!r} not found (looked for {path})", "examples", "file")
     rows = read_rows(path, str(path), columns)
-    return [(f"{path}:{r.line}", r.values.get("text"), r.values.get("label"), r.values.get("reference"))
-            for r in rows]
+    return [(f"{path}:{r.line}", r.values.get("text"), r.values.get("label"), r.values.get("reference"),
+             r.values.get("evidence")) for r in rows]
 
 
 def _blank(kind: str, record: Record) -> bool:
-    _, text, label, reference = record
+    _, text, label, reference, _ = record
     wanted = label if kind == "classify" else reference
     return _empty(text) or _empty(wanted)
 
@@ -375,9 +378,11 @@ def _example(spec: _Spec, kind: str, labels: tuple[str, ...], fields: tuple[str,
              record: Record) -> Example | None:
     if _blank(kind, record):
         return None
-    source, text, label, reference = record
+    source, text, label, reference, evidence = record
     if not isinstance(text, str):
         raise SizerError(f"{source}: examples.text: must be a string, got {text!r}")
+    if evidence is not None and not isinstance(evidence, str):
+        raise SizerError(f"{source}: examples.evidence: must name a document file, e.g. \"leave.md\"")
     if kind == "classify":
         label = _label(source, label, labels)
         reference = None
@@ -387,7 +392,8 @@ def _example(spec: _Spec, kind: str, labels: tuple[str, ...], fields: tuple[str,
         if not isinstance(reference, str):
             raise SizerError(f"{source}: examples.reference: must be a string, got {reference!r}")
         label, reference = None, reference.strip()
-    return Example(text.strip(), label, reference, source, example_id(text, label, reference))
+    evidence = evidence.strip() or None if evidence else None
+    return Example(text.strip(), label, reference, source, example_id(text, label, reference), evidence)
 
 
 def _label(source: str, label: Any, labels: tuple[str, ...]) -> str:
