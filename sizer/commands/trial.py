@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="run model code from its repo (off by default)")
     p.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt weights (safetensors/GGUF only by default)")
     p.add_argument("--json", action="store_true", help="print the result as JSON; progress as JSON lines on stderr")
+    remote = p.add_argument_group("remote candidate (an OpenAI-compatible server: vLLM, TGI, llama.cpp, Ollama)")
+    remote.add_argument("--endpoint", metavar="URL", help="run the model on this server, e.g. http://host:8000/v1")
+    remote.add_argument("--served-model", metavar="NAME", help="the model's name in the server's /v1/models (default: --model)")
+    remote.add_argument("--api", choices=("completions", "chat"), help="extract/generate through /v1/completions (default) or /v1/chat/completions")
+    remote.add_argument("--concurrency", type=int, help="requests in flight at once (default 4)")
+    remote.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (default: SIZER_API_KEY, then OPENAI_API_KEY)")
     p.set_defaults(func=run)
 
 
@@ -35,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, strategy=args.strategy, shots=args.shots, limit=args.limit, device=args.device,
         dtype=args.dtype, seed=args.seed, encoder_scoring=args.scoring,
         trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
+        endpoint=args.endpoint, served_model=args.served_model, endpoint_api=args.api,
+        endpoint_concurrency=args.concurrency, endpoint_api_key_env=args.api_key_env,
     )
     result = run_trial(task, spec, sink=stream_sink(as_json=args.json))
     if args.json:
@@ -65,8 +73,12 @@ def render(result: TrialResult) -> str:
         f"speed     {s['examples_per_s']:.1f} examples/s, p50 {s['p50_latency_s'] * 1000:.0f} ms, "
         f"p95 {s['p95_latency_s'] * 1000:.0f} ms per example, {s['tokens_per_s']:.0f} tokens/s; load {s['load_s']:.1f} s"
         + (f"; {s['cached']} predictions from the cache" if s["cached"] else "")
+        + (f"; measured {s['measured']}" if s.get("measured") else "")
     )
-    mem = f"memory    peak {_gib(result.memory['peak_bytes'])} ({result.memory['measured_by']})"
+    if result.memory["peak_bytes"] is None:
+        mem = f"memory    not measured here ({result.memory['measured_by']}: {result.memory['device']})"
+    else:
+        mem = f"memory    peak {_gib(result.memory['peak_bytes'])} ({result.memory['measured_by']})"
     if result.memory.get("predicted_bytes"):
         mem += f", estimator predicted {_gib(result.memory['predicted_bytes'])}"
     lines.append(mem)

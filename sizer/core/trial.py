@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from sizer.core import events
 from sizer.core.catalog import ModelEntry, load_catalog
+from sizer.core.endpoints import remote_candidate
 from sizer.core.errors import SizerError
 from sizer.core.measure import PeakMemory, percentiles
 from sizer.core.placement import choose_device, choose_dtype
@@ -37,6 +38,11 @@ class TrialSpec:
     encoder_scoring: str = "centroid"
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    endpoint: str | None = None       # an OpenAI-compatible server (".../v1") instead of local files
+    served_model: str | None = None   # the model's name on that server (default: the catalog id)
+    endpoint_api: str | None = None   # "completions" (default) or "chat", for extract/generate
+    endpoint_concurrency: int | None = None
+    endpoint_api_key_env: str | None = None
 
 
 @dataclass
@@ -96,13 +102,16 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
               catalog=None) -> TrialResult:
     """Run (or resume) one trial and return its result; progress goes to `sink`."""
     check_strategy(spec.strategy)
-    entry = (catalog or load_catalog()).get(spec.model)
-    device = choose_device(spec.device)
-    dtype = choose_dtype(device, spec.dtype)
+    catalog = catalog or load_catalog()
+    remote = remote_candidate(spec, catalog) if spec.endpoint else None
+    entry = remote or catalog.get(spec.model)
+    device = "remote" if remote else choose_device(spec.device)
+    dtype = "server" if remote else choose_dtype(device, spec.dtype)
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
     test = limit_examples(test, spec.limit, seed, task.kind)
-    local = locate(entry, allow_pickle=spec.allow_pickle)
+    local = None if remote else locate(entry, allow_pickle=spec.allow_pickle)
+    revision = remote.revision if remote else local.revision
     runner = make_runner(entry, task, spec, local, device, dtype, seed)
     own_store = store is None
     store = store or TrialStore.open()
@@ -113,7 +122,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             load_s = time.perf_counter() - began
             settings, digest, test = runner.prepare(task, train, test)
             settings = {**settings, "device": device, "dtype": dtype if entry.kind != "encoder" else "fp32", "seed": seed}
-            key = trial_key(entry.id, local.revision, spec.strategy, digest, settings)
+            key = trial_key(entry.id, revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "strategy": spec.strategy, "settings": settings, "task": task.name})
             records, timing = _predict(task, runner, test, store, key, entry.id, spec.strategy, sink, cancel)
         for warning in runner.warnings:
@@ -121,7 +130,9 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
         metric, others, table = score_records(task, records)
         speed = {"load_s": round(load_s, 3), **timing}
         mem = {"peak_bytes": memory.peak_bytes, "measured_by": memory.method, "device": device}
-        result = TrialResult(entry.id, local.revision, spec.strategy, "ok", metric, settings,
+        if remote:
+            speed, mem = {**speed, "measured": "remotely"}, remote.memory()
+        result = TrialResult(entry.id, revision, spec.strategy, "ok", metric, settings,
                              {"train": len(train), "test": len(test)}, speed, mem, others, table,
                              list(getattr(task, "warnings", ())) + runner.warnings, key)
         store.finish_trial(key, {"status": "ok", "metric": metric.as_dict(), "speed": speed, "memory": mem})

@@ -20,6 +20,10 @@ RUNNERS: list[tuple[tuple[str, str, str], str]] = [
     (("encoder", "classify", "*"), "sizer.core.runners.encoder_classify:make"),
     (("causal", "classify", "*"), "sizer.core.runners.lm_classify:make"),
     (("causal", "*", "*"), "sizer.core.runners.lm_generate:make"),
+    (("remote", "classify", "zero-shot"), "sizer.core.runners.http_classify:make"),
+    (("remote", "classify", "few-shot"), "sizer.core.runners.http_classify:make"),
+    (("remote", "*", "zero-shot"), "sizer.core.runners.http_generate:make"),
+    (("remote", "*", "few-shot"), "sizer.core.runners.http_generate:make"),
 ]
 
 
