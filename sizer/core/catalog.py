@@ -455,8 +455,8 @@ def _hf_cached(entry: ModelEntry, cache_dir: str | os.PathLike[str] | None) -> b
     """Safetensors weights (every shard of an index) or any listed GGUF file in the HF cache."""
     from huggingface_hub import try_to_load_from_cache
 
-    def cached(repo: str, filename: str) -> str | None:
-        hit = try_to_load_from_cache(repo, filename, cache_dir=cache_dir, revision=entry.revision)
+    def cached(repo: str, filename: str, revision: str | None = entry.revision) -> str | None:
+        hit = try_to_load_from_cache(repo, filename, cache_dir=cache_dir, revision=revision)
         return hit if isinstance(hit, str) else None
 
     index = cached(entry.id, "model.safetensors.index.json")
@@ -469,7 +469,8 @@ def _hf_cached(entry: ModelEntry, cache_dir: str | os.PathLike[str] | None) -> b
             return True
     if cached(entry.id, "model.safetensors"):
         return True
-    return any(cached(g.repo, f) for g in entry.gguf if not g.repo.startswith("package:") for f in g.files.values())
+    # `revision` is the base repo's commit; a GGUF repo has its own history, so look at its main branch.
+    return any(cached(g.repo, f, None) for g in entry.gguf if not g.repo.startswith("package:") for f in g.files.values())
 
 
 def load_catalog(paths: Iterable[str | os.PathLike[str]] | None = None) -> Catalog:

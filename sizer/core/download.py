@@ -156,10 +156,10 @@ def _index_shards(index_path: Path) -> list[str]:
         return []
 
 
-def _weights(repo: str, revision: str, sizes: dict[str, int], sink: Sink) -> list[str]:
+def _weights(repo: str, revision: str, sizes: dict[str, int]) -> list[str]:
     """Safetensors files to fetch: the index and its shards, or model.safetensors."""
     if WEIGHTS_INDEX in sizes:
-        index = _fetch_one(repo, WEIGHTS_INDEX, revision, sink)
+        index = _fetch_one(repo, WEIGHTS_INDEX, revision)
         shards = _index_shards(index)
         absent = [s for s in shards if s not in sizes]
         if not shards or absent:
@@ -196,7 +196,7 @@ def plan_download(entry: ModelEntry, quant: str | None = None, revision: str | N
     if "config.json" not in sizes:
         raise SizerError(f"{entry.id} has no config.json on the Hub at {commit[:12]}: it cannot be loaded for a trial")
     small = _files(entry.id, commit, _small_files(set(sizes), entry.kind), sizes)
-    weights = _files(entry.id, commit, _weights(entry.id, commit, sizes, sink), sizes)
+    weights = _files(entry.id, commit, _weights(entry.id, commit, sizes), sizes)
     config = next(f for f in small if f.filename == "config.json")
     ref = (entry.id, revision or entry.revision or "main", commit)
     return DownloadPlan(entry.id, tuple(small + weights), config, gguf=False, refs=(ref,))
@@ -367,7 +367,7 @@ class _Meter:
 # ---------------------------------------------------------------- fetching
 
 
-def _fetch_one(repo: str, filename: str, revision: str, sink: Sink, bar: type | None = None) -> Path:
+def _fetch_one(repo: str, filename: str, revision: str, bar: type | None = None) -> Path:
     from huggingface_hub import hf_hub_download
 
     with hub_errors(repo, filename, revision):
@@ -384,7 +384,7 @@ def fetch(plan: DownloadPlan, sink: Sink = null_sink, cancel: threading.Event | 
         if cancel is not None and cancel.is_set():
             raise DownloadCancelled(item.filename)
         meter.current = item.filename
-        path = _fetch_one(item.repo, item.filename, item.revision, sink, bar)
+        path = _fetch_one(item.repo, item.filename, item.revision, bar)
         if item == plan.target:
             result = path
     if plan.missing:
