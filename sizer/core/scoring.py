@@ -254,7 +254,7 @@ def _references(gold: str | Sequence[str]) -> list[str]:
     return [gold] if isinstance(gold, str) else list(gold)
 
 
-def _token_f1(reference: str, prediction: str) -> float:
+def example_token_f1(reference: str, prediction: str) -> float:
     ref, pred = normalise_answer(reference).split(), normalise_answer(prediction).split()
     if not ref or not pred:
         return float(ref == pred)
@@ -276,7 +276,7 @@ def exact_match(golds: Sequence[str | Sequence[str]], preds: Sequence[str]) -> M
 def token_f1(golds: Sequence[str | Sequence[str]], preds: Sequence[str]) -> Metric:
     """SQuAD token F1 (best reference per example), averaged, with a bootstrap interval."""
     _check_lengths(golds, preds)
-    scores = [max((_token_f1(r, p) for r in _references(g)), default=0.0) for g, p in zip(golds, preds)]
+    scores = [max((example_token_f1(r, p) for r in _references(g)), default=0.0) for g, p in zip(golds, preds)]
     return _mean_with_bootstrap("token_f1", scores)
 
 

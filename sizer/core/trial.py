@@ -3,12 +3,13 @@ measured, every prediction kept in the trial cache so an interrupted trial resum
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from sizer.core import events
+from sizer.core import events, model_cache
 from sizer.core.catalog import ModelEntry, load_catalog
 from sizer.core.endpoints import remote_candidate
 from sizer.core.errors import SizerError
@@ -26,6 +27,13 @@ class TrialCancelled(SizerError):
     exit_code = 130
 
 
+class _StoppedEarly(Exception):
+    """The interval's upper bound fell below the bar: this trial cannot win."""
+
+
+MIN_EXAMPLES_TO_STOP = 24  # never judge a trial on fewer scored examples than this
+
+
 @dataclass(frozen=True)
 class TrialSpec:
     model: str
@@ -38,6 +46,10 @@ class TrialSpec:
     encoder_scoring: str = "centroid"
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    stop_below: float | None = None   # stop early once the metric's upper bound is below this
+    budget_s: float | None = None     # fine-tune: training wall-clock budget; None = 2 min CPU, 10 min GPU
+    learning_curve: bool | None = None  # fine-tune: also train on 25%/50%; None = encoders only
+    contrastive: bool | None = None   # encoder fine-tune: SetFit-style tuning first; None = if the budget allows
     endpoint: str | None = None       # an OpenAI-compatible server (".../v1") instead of local files
     served_model: str | None = None   # the model's name on that server (default: the catalog id)
     endpoint_api: str | None = None   # "completions" (default) or "chat", for extract/generate
@@ -63,6 +75,12 @@ class TrialResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def shuffled(examples: Sequence, seed: int) -> list:
+    """A seeded order, so a running metric is measured on a fair sample (task files are often
+    grouped by label)."""
+    return sorted(examples, key=lambda e: hashlib.sha256(f"order:{seed}:{e.id}".encode()).hexdigest())
 
 
 def limit_examples(test: Sequence, limit: int | None, seed: int, kind: str) -> list:
@@ -109,7 +127,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     dtype = "server" if remote else choose_dtype(device, spec.dtype)
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
-    test = limit_examples(test, spec.limit, seed, task.kind)
+    test = shuffled(limit_examples(test, spec.limit, seed, task.kind), seed)
     local = None if remote else locate(entry, allow_pickle=spec.allow_pickle)
     revision = remote.revision if remote else local.revision
     runner = make_runner(entry, task, spec, local, device, dtype, seed)
@@ -124,23 +142,38 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             settings = {**settings, "device": device, "dtype": dtype if entry.kind != "encoder" else "fp32", "seed": seed}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "strategy": spec.strategy, "settings": settings, "task": task.name})
-            records, timing = _predict(task, runner, test, store, key, entry.id, spec.strategy, sink, cancel)
+            records, timing, status = _predict(task, runner, test, store, key, entry.id, spec, sink, cancel)
         for warning in runner.warnings:
             sink(events.Message(warning, "warning"))
         metric, others, table = score_records(task, records)
         speed = {"load_s": round(load_s, 3), **timing}
-        mem = {"peak_bytes": memory.peak_bytes, "measured_by": memory.method, "device": device}
+        reused = model_cache.reused_bytes()
+        mem = {"peak_bytes": memory.peak_bytes + reused, "device": device,
+               "measured_by": memory.method + (" (model reused from the previous trial: its measured load added)" if reused else "")}
+        speed, mem = _measured_before(store, key, speed, mem)
         if remote:
             speed, mem = {**speed, "measured": "remotely"}, remote.memory()
-        result = TrialResult(entry.id, revision, spec.strategy, "ok", metric, settings,
+        result = TrialResult(entry.id, revision, spec.strategy, status, metric, settings,
                              {"train": len(train), "test": len(test)}, speed, mem, others, table,
                              list(getattr(task, "warnings", ())) + runner.warnings, key)
-        store.finish_trial(key, {"status": "ok", "metric": metric.as_dict(), "speed": speed, "memory": mem})
-        sink(events.TrialFinished(entry.id, spec.strategy, "ok", metric.value, metric.low, metric.high))
+        if status == "ok":
+            store.finish_trial(key, {"status": status, "metric": metric.as_dict(), "speed": speed, "memory": mem})
+        reason = f"upper bound below {spec.stop_below:.3f}" if status == "stopped-early" else ""
+        sink(events.TrialFinished(entry.id, spec.strategy, status, metric.value, metric.low, metric.high, reason))
         return result
     finally:
         if own_store:
             store.close()
+
+
+def _measured_before(store: TrialStore, key: str, speed: dict, mem: dict) -> tuple[dict, dict]:
+    """When every prediction came from the cache nothing was timed now: keep the speed and memory
+    measured when the trial last ran in full."""
+    previous = (store.get_trial(key) or {}).get("summary") or {}
+    if speed["scored"] or not previous.get("speed"):
+        return speed, mem
+    old_speed = {**previous["speed"], "scored": 0, "cached": speed["cached"], "measured_earlier": True}
+    return old_speed, {**previous.get("memory", mem), "measured_earlier": True}
 
 
 def _load(runner: Any, entry: ModelEntry, local: Any) -> None:
@@ -154,7 +187,8 @@ def _load(runner: Any, entry: ModelEntry, local: Any) -> None:
         raise SizerError(f"{entry.id}: cannot load the files in {local.path}: {first}") from exc
 
 
-def _predict(task, runner, test, store, key, model, strategy, sink, cancel) -> tuple[list[dict], dict[str, float]]:
+def _predict(task, runner, test, store, key, model, spec, sink, cancel) -> tuple[list[dict], dict[str, float], str]:
+    strategy = spec.strategy
     done = store.done_examples(key)
     wanted = {e.id for e in test}
     records = [r for i, r in done.items() if i in wanted]
@@ -173,9 +207,15 @@ def _predict(task, runner, test, store, key, model, strategy, sink, cancel) -> t
                             task.labels, task.fields)
         rate = len(new) / max(time.perf_counter() - began, 1e-9)
         sink(events.TrialProgress(model, strategy, len(seen), len(test), metric.value, metric.low, metric.high, rate))
+        if spec.stop_below is not None and len(seen) >= MIN_EXAMPLES_TO_STOP and metric.high < spec.stop_below:
+            raise _StoppedEarly
 
-    if todo:
-        runner.predict(task, todo, on_batch)
+    status = "ok"
+    try:
+        if todo:
+            runner.predict(task, todo, on_batch)
+    except _StoppedEarly:
+        status = "stopped-early"
     elapsed = time.perf_counter() - began
     p50, p95 = percentiles([r["latency_s"] for r in new])
     tokens = sum(r.get("tokens", 0) for r in new)
@@ -183,7 +223,7 @@ def _predict(task, runner, test, store, key, model, strategy, sink, cancel) -> t
               "examples_per_s": round(len(new) / elapsed, 2) if new else 0.0,
               "p50_latency_s": round(p50, 4), "p95_latency_s": round(p95, 4),
               "tokens_per_s": round(tokens / elapsed, 1) if new else 0.0}
-    return records + new, timing
+    return records + new, timing, status
 
 
 def _pred(task: Any, record: dict) -> Any:

@@ -17,6 +17,10 @@ from sizer.core.resolve import LocalModel
 # (model kind, task kind or "*", strategy or "*") -> "module:factory". First match wins.
 # A factory is called as factory(entry, task, spec, local, device, dtype, seed) -> runner.
 RUNNERS: list[tuple[tuple[str, str, str], str]] = [
+    (("encoder", "classify", "rag"), "sizer.core.runners.encoder_knn:make"),
+    (("causal", "*", "rag"), "sizer.core.runners.lm_rag:make"),
+    (("encoder", "classify", "fine-tune"), "sizer.core.runners.encoder_head:make"),
+    (("causal", "*", "fine-tune"), "sizer.core.runners.lm_finetune:make"),
     (("encoder", "classify", "*"), "sizer.core.runners.encoder_classify:make"),
     (("causal", "classify", "*"), "sizer.core.runners.lm_classify:make"),
     (("causal", "*", "*"), "sizer.core.runners.lm_generate:make"),
@@ -43,8 +47,20 @@ def make_runner(entry: ModelEntry, task: Any, spec: Any, local: LocalModel, devi
 
 
 def causal_loader(local: LocalModel, device: str, dtype: str, spec: Any):
-    """A function that loads the causal LM when the trial is ready to (so loading is measured)."""
+    """A function that loads the causal LM when the trial is ready to (so loading is measured);
+    the model held from the previous trial is reused when it is the same one."""
     from sizer.core.backends.causal_lm import CausalLM
+    from sizer.core.model_cache import get_or_load
     from sizer.core.placement import torch_dtype
 
-    return lambda: CausalLM.load(local, device, torch_dtype(dtype), spec.trust_remote_code)
+    key = ("causal", str(local.path), local.gguf_file, device, dtype)
+    return lambda: get_or_load(key, device, lambda: CausalLM.load(local, device, torch_dtype(dtype), spec.trust_remote_code))
+
+
+def encoder_loader(local: LocalModel, device: str, spec: Any):
+    """Like `causal_loader`, for sentence encoders."""
+    from sizer.core.backends.encoder import Encoder
+    from sizer.core.model_cache import get_or_load
+
+    key = ("encoder", str(local.path), device)
+    return lambda: get_or_load(key, device, lambda: Encoder.load(local, device, spec.trust_remote_code))

@@ -78,5 +78,7 @@ class EncoderClassifyRunner:
 
 
 def make(entry, task, spec, local, device, dtype, seed) -> EncoderClassifyRunner:
-    return EncoderClassifyRunner(lambda: Encoder.load(local, device, spec.trust_remote_code), spec.strategy,
+    from sizer.core.runners import encoder_loader
+
+    return EncoderClassifyRunner(encoder_loader(local, device, spec), spec.strategy,
                                  spec.shots, seed, spec.encoder_scoring)

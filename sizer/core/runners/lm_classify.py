@@ -76,7 +76,11 @@ class LMClassifyRunner:
 
     def predict(self, task: Any, examples: Sequence, on_batch: Callable[[list[dict]], None]) -> None:
         plan = self.plan
-        order = sorted(examples, key=lambda e: -len(self._parts[e.id]))  # longest first
+        # Packs are bounded in tokens, so memory peaks with the longest example: it goes first so
+        # trouble shows at once; the rest keep the split's seeded order, so a running metric (and
+        # stopping early on it) is judged on an unbiased sample rather than on the longest texts.
+        longest = max(examples, key=lambda e: len(self._parts[e.id]))
+        order = [longest] + [e for e in examples if e is not longest]
         requests = [Request(tuple(self._parts[e.id]), plan.continuations) for e in order]
         norms = [len((plan.delimiter + label).encode("utf-8")) for label in task.labels]
         started = [time.perf_counter()]

@@ -1,0 +1,121 @@
+"""`sizer run TASK`: walk the size ladder and recommend a model and an adaptation, headless.
+
+stdout carries the recommendation only; progress goes to stderr. Exit 0 with a recommendation,
+1 when nothing meets the target, 2 on bad input, 130 on interrupt (the partial report is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from sizer.core.errors import SizerError
+from sizer.core.events import stream_sink
+from sizer.core.hardware import simulated
+from sizer.core.report import read_report, to_dict, trials_from_report, write_report
+from sizer.core.search import RunSpec, walk
+from sizer.core.store import TrialStore
+from sizer.core.strategies import STRATEGIES
+from sizer.core.task import load_task
+from sizer.commands.show import render
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="walk the model sizes and recommend a model and an adaptation")
+    p.add_argument("task", nargs="?", help="task TOML file (not needed with --resume)")
+    p.add_argument("--models", help="comma-separated catalog ids or short names (default: the whole catalog)")
+    p.add_argument("--family", help="only this catalog family")
+    p.add_argument("--strategies", help=f"comma-separated, cheapest first (default: {','.join(STRATEGIES)})")
+    p.add_argument("--target", type=float, help="absolute metric to reach (overrides the task's target)")
+    p.add_argument("--budget", help="time budget, e.g. 10m, 90s, 1h (default: the task's)")
+    p.add_argument("--profile", help="also report fit and speed on this machine, e.g. \"1x H100 80GB\" or a file")
+    p.add_argument("--limit", type=int, help="score at most N test examples per trial")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--out", help="write the TOML report here (atomically, after every trial)")
+    p.add_argument("--resume", metavar="REPORT", help="continue the walk recorded in an earlier report")
+    p.add_argument("--json", action="store_true", help="print the report as JSON; progress as JSON lines")
+    p.set_defaults(func=run)
+
+
+def parse_budget(text: str | None) -> float | None:
+    """"10m" / "90s" / "1h" / "15" (minutes) -> minutes."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise SizerError(f"--budget {text!r}: use a positive duration like 90s, 10m or 1h")
+    value, unit = float(match.group(1)), match.group(2) or "m"
+    return value * {"s": 1 / 60, "m": 1, "h": 60}[unit]
+
+
+def _split_list(text: str | None) -> tuple[str, ...] | None:
+    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
+
+
+def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None]:
+    previous = read_report(args.resume) if args.resume else None
+    if previous is not None:
+        saved = previous.get("run", {})
+        args.task = args.task or previous["task"]["path"]
+        args.models = args.models or ",".join(saved.get("models", [])) or None
+        args.family = args.family or saved.get("family")
+        args.strategies = args.strategies or ",".join(saved.get("strategies", [])) or None
+        args.target = args.target if args.target is not None else saved.get("target")
+        args.limit = args.limit if args.limit is not None else saved.get("limit")
+        args.profile = args.profile or saved.get("profile")
+        args.out = args.out or args.resume
+        if args.budget is None and saved.get("budget_minutes"):
+            args.budget = f"{saved['budget_minutes']}m"
+    if not args.task:
+        raise SizerError("give a task file (sizer run TASK.toml) or --resume REPORT")
+    if args.models and args.family:
+        raise SizerError("use --models or --family, not both")
+    strategies = _split_list(args.strategies) or STRATEGIES
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise SizerError(f"--strategies: unknown strategy {s!r}; use some of {', '.join(STRATEGIES)}")
+    if args.limit is not None and args.limit <= 0:
+        raise SizerError(f"--limit {args.limit}: give a positive number of examples")
+    if args.target is not None and not 0 < args.target <= 1:
+        raise SizerError(f"--target {args.target}: give a metric between 0 and 1")
+    task = load_task(args.task, sink=sink)
+    spec = RunSpec(task=task, models=_split_list(args.models), family=args.family, strategies=strategies,
+                   limit=args.limit, target=args.target, budget_minutes=parse_budget(args.budget),
+                   profile=simulated(args.profile) if args.profile else None, device=args.device, dtype=args.dtype)
+    return spec, previous
+
+
+def run(args: argparse.Namespace) -> int:
+    sink = stream_sink(as_json=args.json)
+    spec, previous = spec_from_args(args, sink)
+    if args.out and Path(args.out).is_dir():
+        raise SizerError(f"--out {args.out} is a folder; give a file path such as rec.toml")
+    latest = {}
+
+    def on_update(run_result) -> None:
+        latest["run"] = run_result
+        if args.out:
+            write_report(args.out, run_result)
+
+    with TrialStore.open() as store:
+        reuse = trials_from_report(previous, spec.task, store) if previous else []
+        try:
+            result = walk(spec, store=store, sink=sink, on_update=on_update, reuse=reuse)
+        except KeyboardInterrupt:
+            if args.out and "run" in latest:
+                write_report(args.out, latest["run"])
+                print(f"sizer: interrupted; partial report in {args.out} (continue with --resume {args.out})", file=sys.stderr)
+            raise
+    data = to_dict(result)
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(data))
+        if args.out:
+            print(f"report written to {args.out}", file=sys.stderr)
+    return 0 if result.recommendation.met else 1

@@ -1,0 +1,126 @@
+"""The run report: TOML (tomli-w) written atomically, read back with tomllib.
+
+Schema 1 (documented in README.md): `schema`, `sizer_version`, `created`, `[hardware]`,
+`[target_profile]`, `[task]`, `[run]`, `[[trials]]`, `[recommendation]`. TOML has no null: absent
+values are left out. Secrets never appear: everything passes through `store.redact`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from sizer import __version__
+from sizer.core.errors import SizerError
+from sizer.core.fileio import atomic_write_text
+from sizer.core.store import redact
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SCHEMA = 1
+
+
+def _clean(value: Any) -> Any:
+    """Drop None (TOML has no null) and turn tuples into lists, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value if v is not None]
+    return value
+
+
+def _task(task: Any, split: dict[str, int]) -> dict[str, Any]:
+    target = {"absolute": task.target.absolute, "within": task.target.within}
+    return {"name": task.name, "kind": task.kind, "path": str(task.path), "metric": task.metric,
+            "examples": len(task.examples), "labels": list(task.labels), "split": split, "target": target,
+            "seed": task.seed}
+
+
+def _trial(outcome: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"model": outcome.model, "params": outcome.params, "kind": outcome.kind,
+                           "strategy": outcome.strategy, "status": outcome.status, "reason": outcome.reason,
+                           "predicted_bytes": outcome.predicted_bytes}
+    r = outcome.result
+    if r is not None:
+        out.update({"revision": r.revision, "settings": r.settings, "metric": r.metric.as_dict(),
+                    "other_metrics": {k: m.as_dict() for k, m in r.other_metrics.items()},
+                    "speed": r.speed, "memory": r.memory, "split": r.split, "warnings": r.warnings,
+                    "key": r.key})
+    return out
+
+
+def to_dict(run: Any) -> dict[str, Any]:
+    spec = run.spec
+    split = next((t.result.split for t in run.trials if t.result is not None), {})
+    data = {
+        "schema": SCHEMA,
+        "sizer_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        "finished": run.finished,
+        "hardware": run.here.to_dict(),
+        "target_profile": spec.profile.to_dict() if spec.profile else None,
+        "task": _task(spec.task, split),
+        "run": {"models": list(spec.models or ()), "family": spec.family, "strategies": list(spec.strategies),
+                "limit": spec.limit, "target": spec.target, "budget_minutes": spec.budget_minutes,
+                "device": spec.device, "dtype": spec.dtype,
+                "profile": spec.profile.name if spec.profile else None},
+        "candidates": [{"model": c.entry.id, "params": c.entry.params, "fit": c.fit, "cached": c.cached,
+                        "usable": c.usable, "predicted_bytes": c.predicted_bytes, "reason": c.reason}
+                       for c in run.candidates],
+        "trials": [_trial(t) for t in run.trials],
+        "recommendation": run.recommendation.to_dict() if run.recommendation else None,
+    }
+    return _clean(redact(data))
+
+
+def dumps(run: Any) -> str:
+    return tomli_w.dumps(to_dict(run))
+
+
+def write_report(path: str | Path, run: Any) -> None:
+    atomic_write_text(path, dumps(run))
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """A report as plain data; a missing, malformed or newer-schema file -> SizerError."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SizerError(f"{p}: no such report") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SizerError(f"{p}: not a valid TOML report ({exc})") from None
+    schema = data.get("schema")
+    if schema != SCHEMA:
+        raise SizerError(f"{p}: report schema {schema!r} is not {SCHEMA}; it was written by another sizer version")
+    return data
+
+
+def trials_from_report(data: dict[str, Any], task: Any, store: Any) -> list[Any]:
+    """Finished trials of an earlier report, ready for `walk(reuse=...)` (per-example scores come
+    back from the trial cache)."""
+    from sizer.core import verdict
+    from sizer.core.scoring import Metric
+    from sizer.core.search import TrialOutcome
+    from sizer.core.trial import TrialResult
+
+    out = []
+    for t in data.get("trials", []):
+        if t.get("status") != "ok" or "metric" not in t:
+            continue
+        result = TrialResult(
+            t["model"], t.get("revision"), t["strategy"], "ok", Metric(**t["metric"]), t.get("settings", {}),
+            t.get("split", {}), t.get("speed", {}), t.get("memory", {}),
+            {k: Metric(**m) for k, m in t.get("other_metrics", {}).items()}, {}, t.get("warnings", []), t.get("key", ""),
+        )
+        correct = verdict.per_example(task, store.done_examples(result.key)) if result.key else {}
+        out.append(TrialOutcome(t["model"], t["params"], t["kind"], t["strategy"], "ok", t.get("reason", ""),
+                                result, t.get("predicted_bytes", 0), correct))
+    return out

@@ -1,0 +1,236 @@
+"""The ladder walk: the largest model that fits first (the reference), then down the sizes, at each
+size the strategies cheapest first, stopping at the first that meets the target with confidence.
+
+Models of one kind (causal LMs, encoders) form one ladder each. Within a ladder, "meets the target"
+is assumed to be monotone in size, so the walk binary-searches for the smallest size that meets it
+instead of trying every size; trials whose interval's upper bound falls below the bar stop early.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+from sizer.core import events
+from sizer.core.catalog import Catalog, ModelEntry, load_catalog
+from sizer.core.errors import SizerError
+from sizer.core.estimate import fit_report
+from sizer.core.hardware import HardwareProfile, detect
+from sizer.core.placement import choose_device, choose_dtype
+from sizer.core.quant import parse_precision
+from sizer.core.store import TrialStore
+from sizer.core.strategies import STRATEGIES
+from sizer.core.trial import TrialCancelled, TrialResult, TrialSpec, run_trial
+from sizer.core import verdict
+
+ESTIMATE_CONTEXT = 2048
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    task: Any
+    models: tuple[str, ...] | None = None
+    family: str | None = None
+    strategies: tuple[str, ...] = STRATEGIES
+    limit: int | None = None
+    target: float | None = None           # overrides the task's target with an absolute one
+    budget_minutes: float | None = None   # default: the task's budget
+    profile: HardwareProfile | None = None  # a machine to report fit and speed for, besides this one
+    device: str | None = None
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    entry: ModelEntry
+    fit: str
+    predicted_bytes: int
+    cached: bool
+    usable: bool
+    reason: str = ""
+
+
+@dataclass
+class TrialOutcome:
+    model: str
+    params: int
+    kind: str
+    strategy: str
+    status: str                        # ok | oom | skipped | error | stopped-early
+    reason: str = ""
+    result: TrialResult | None = None
+    predicted_bytes: int = 0
+    correct: dict[str, float] = field(default_factory=dict)  # example id -> per-example score
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    here: HardwareProfile
+    candidates: list[Candidate]
+    trials: list[TrialOutcome] = field(default_factory=list)
+    recommendation: Any = None
+    finished: bool = False
+
+
+def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProfile | None = None) -> list[Candidate]:
+    """Catalog models for this task, largest first, with fit on this machine and disk status."""
+    catalog = catalog or load_catalog()
+    here = here or detect()
+    if spec.models:
+        entries = [catalog.get(m) for m in spec.models]
+    elif spec.family:
+        entries = catalog.family(spec.family)
+    else:
+        entries = list(catalog.entries)
+    if spec.task.kind != "classify":
+        entries = [e for e in entries if e.kind != "encoder"]
+    device = choose_device(spec.device)
+    out = []
+    for entry in sorted(entries, key=lambda e: -e.params):
+        dtype = choose_dtype(device, spec.dtype) if entry.kind != "encoder" else "fp32"
+        report = fit_report(entry, parse_precision(dtype), min(ESTIMATE_CONTEXT, entry.max_context), 1, here.devices())
+        predicted = max(m.total_bytes for m in report.memory.values())
+        cached = catalog.is_cached(entry)
+        reason = "" if cached else "not downloaded"
+        if report.level == "no":
+            reason = "does not fit this machine's free memory"
+        out.append(Candidate(entry, report.level, predicted, cached, cached and report.level != "no", reason))
+    return out
+
+
+def _ladder_order(sizes: int) -> Callable[[Callable[[int], bool]], int | None]:
+    """Binary search over sizes ordered largest (index 0) to smallest: the largest index i with
+    meets(i) true, assuming meets is monotone and meets(0) was already found true."""
+
+    def search(meets: Callable[[int], bool]) -> int | None:
+        best, lo, hi = 0, 1, sizes - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if meets(mid):
+                best, lo = mid, mid + 1
+            else:
+                hi = mid - 1
+        return best
+
+    return search
+
+
+class _Walker:
+    def __init__(self, spec: RunSpec, run: RunResult, store: TrialStore, sink: events.Sink,
+                 cancel: threading.Event | None, catalog: Catalog | None,
+                 on_update: Callable[[RunResult], None], reuse: dict[tuple[str, str], TrialOutcome]) -> None:
+        self.spec, self.run, self.store, self.sink, self.cancel = spec, run, store, sink, cancel
+        self.catalog, self.on_update, self.reuse = catalog, on_update, reuse
+        minutes = spec.budget_minutes if spec.budget_minutes is not None else spec.task.budget_minutes
+        self.deadline = time.monotonic() + minutes * 60
+        self.bar: float | None = verdict.absolute_bar(spec)
+        self.reference: TrialOutcome | None = None
+
+    def trial(self, cand: Candidate, strategy: str) -> TrialOutcome:
+        cached = self.reuse.get((cand.entry.id, strategy))
+        if cached is not None and cached.status == "ok":
+            outcome = cached
+        elif time.monotonic() > self.deadline:
+            outcome = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "skipped",
+                                   "the run's time budget is spent", predicted_bytes=cand.predicted_bytes)
+        else:
+            outcome = self._run(cand, strategy)
+        self.run.trials.append(outcome)
+        self.on_update(self.run)
+        return outcome
+
+    def _run(self, cand: Candidate, strategy: str) -> TrialOutcome:
+        base = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "error",
+                            predicted_bytes=cand.predicted_bytes)
+        ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
+                       dtype=self.spec.dtype, stop_below=self.bar)
+        try:
+            result = run_trial(self.spec.task, ts, self.store, self.sink, self.cancel, catalog=self.catalog)
+        except TrialCancelled:
+            raise
+        except (MemoryError, RuntimeError) as exc:
+            if not _is_oom(exc):
+                raise
+            base.status, base.reason = "oom", "out of memory: " + str(exc).splitlines()[0][:160]
+            self.sink(events.TrialFinished(cand.entry.id, strategy, "oom", reason=base.reason))
+            return base
+        except SizerError as exc:
+            base.reason = str(exc)
+            self.sink(events.TrialFinished(cand.entry.id, strategy, "error", reason=base.reason))
+            return base
+        result.memory["predicted_bytes"] = cand.predicted_bytes
+        base.status, base.result = result.status, result
+        base.correct = verdict.per_example(self.spec.task, self.store.done_examples(result.key))
+        return base
+
+    def meets(self, outcome: TrialOutcome) -> bool:
+        return verdict.meets(self.spec, outcome, self.reference, self.bar)
+
+    def size(self, cand: Candidate, strategies: Sequence[str]) -> TrialOutcome | None:
+        """Strategies cheapest first at one size; the first outcome that meets the bar, else None."""
+        for strategy in strategies:
+            outcome = self.trial(cand, strategy)
+            if outcome.status == "ok" and self.meets(outcome):
+                return outcome
+        return None
+
+
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = events.null_sink,
+         cancel: threading.Event | None = None, catalog: Catalog | None = None,
+         here: HardwareProfile | None = None, on_update: Callable[[RunResult], None] = lambda run: None,
+         reuse: Sequence[TrialOutcome] = ()) -> RunResult:
+    """Walk the ladders and decide. `reuse` holds finished trials from an earlier, interrupted run."""
+    from sizer.core.recommend import decide
+
+    here = here or detect()
+    cands = candidates(spec, catalog, here)
+    run = RunResult(spec, here, cands)
+    usable = [c for c in cands if c.usable]
+    if not usable:
+        raise SizerError("no candidate model is both on this machine and small enough for it: "
+                         "see `sizer catalog list --fits`, download one, or name models with --models")
+    own_store = store is None
+    store = store or TrialStore.open()
+    walker = _Walker(spec, run, store, sink, cancel, catalog, on_update, {(t.model, t.strategy): t for t in reuse})
+    try:
+        _walk_ladders(walker, usable)
+        run.recommendation = decide(run, walker.reference, walker.bar)
+        run.finished = True
+        on_update(run)
+        return run
+    finally:
+        if own_store:
+            store.close()
+
+
+def _walk_ladders(walker: _Walker, usable: list[Candidate]) -> None:
+    spec = walker.spec
+    ladders = [[c for c in usable if c.entry.kind == kind] for kind in ("causal", "encoder")]
+    ladders = [ladder for ladder in ladders if ladder]
+    # The reference: the largest candidate. Under an absolute target its strategies stop at the
+    # first that meets it; under a margin every strategy runs, since its best sets the bar.
+    reference_cand = max(usable, key=lambda c: c.entry.params)
+    if walker.bar is not None:
+        walker.size(reference_cand, spec.strategies)
+        walker.reference = verdict.best(t for t in walker.run.trials if t.model == reference_cand.entry.id)
+    else:
+        walker.reference = verdict.best(walker.trial(reference_cand, s) for s in spec.strategies)
+        if walker.reference is not None:
+            walker.bar = verdict.margin_bar(spec, walker.reference)
+    for ladder in ladders:
+        top = ladder[0]
+        if top is reference_cand:
+            top_ok = walker.reference is not None and walker.meets(walker.reference)
+        else:
+            top_ok = walker.size(top, spec.strategies) is not None
+        if not top_ok or len(ladder) == 1:
+            continue
+        _ladder_order(len(ladder))(lambda i: walker.size(ladder[i], spec.strategies) is not None)
