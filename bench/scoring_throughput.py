@@ -331,7 +331,9 @@ def table(report: dict) -> str:
         f"{e['peak_now'] / 1e9:.1f} GFLOP/s (efficiency against it {e['achieved'] / e['peak_now']:.1%})",
         f"setup: device {report['device']}, float32, torch threads {report['threads']}, lm-eval batch size "
         f"{h['batch_size']}, sizer pack {report['pack_tokens']} tokens, shots/label {s['settings'].get('shots_per_label')}, "
-        f"prefix {w['prefix_tokens']} tokens, load average {report['loadavg'][0]:.2f} -> {report['loadavg'][1]:.2f}",
+        f"prefix {w['prefix_tokens']} tokens",
+        f"  1-min load average (other processes share the CPU): start {report['loadavg'][0]:.2f}, after sizer "
+        f"{s['loadavg_after']:.2f}, after lm-eval {h['loadavg_after']:.2f}; compare runs only at similar load",
         f"  weights: sizer loads {report['gguf']} (de-quantized to float32); lm-eval loads its float32 "
         f"safetensors export (max |diff| {h['weights_max_abs_diff']:.1e})",
         "  scoring time: sizer = run_trial's scoring seconds (prefix KV + packs + cache writes, after prompt "
@@ -378,9 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         export_lm_eval_task(rendered, task, folder)
         log("scoring with sizer...")
         sizer = run_sizer(task, spec, entry, args.device, folder)
+        sizer["loadavg_after"] = os.getloadavg()[0]
+        peak, peak_source, peak_now = matmul_peak(args.device, args.remeasure)  # right after sizer's scoring
         log("scoring with lm-eval...")
         harness = run_lm_eval(folder / "weights", folder, args.device, batch, rendered.runner.lm.model)
-        peak, peak_source, peak_now = matmul_peak(args.device, args.remeasure)
+        harness["loadavg_after"] = os.getloadavg()[0]
     for side in (sizer, harness):
         side["examples_per_s"] = side["examples"] / side["scoring_s"]
     flops = work.flops
