@@ -1,0 +1,314 @@
+"""The sizer app: one screen per step, the App owning all state.
+
+Long work (hardware detection, candidate estimates, trials) runs in thread workers that get a
+cancel event and post `CoreEvent`/`TrialDone` messages; only handlers on the App's thread change
+state, then the visible screen re-renders from it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+
+from sizer.core import events
+from sizer.core.catalog import Catalog, load_catalog
+from sizer.core.errors import SizerError
+from sizer.core.hardware import HardwareProfile, detect, simulated
+from sizer.core.strategies import STRATEGIES
+from sizer.core.task import Task, load_task
+from sizer.tui import engine
+from sizer.tui.bridge import CoreEvent, sink_to
+from sizer.tui.task_form import TaskForm, form_from_task
+
+STEPS = ("hardware", "task", "candidates", "run", "results", "recommendation")
+
+
+@dataclass
+class Live:
+    """The trial now running, as the last events described it."""
+
+    model: str = ""
+    strategy: str = ""
+    done: int = 0
+    total: int = 0
+    metric: float | None = None
+    low: float | None = None
+    high: float | None = None
+    examples_per_s: float | None = None
+
+
+@dataclass
+class State:
+    here: HardwareProfile | None = None  # this machine
+    profile: HardwareProfile | None = None  # the profile on show: `here` or a simulated one
+    task: Task | None = None
+    form: TaskForm = field(default_factory=TaskForm)
+    candidates: list[engine.CandidateRow] = field(default_factory=list)
+    selected: set[str] = field(default_factory=set)
+    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
+    limit: int | None = None
+    trials: list[engine.TrialRow] = field(default_factory=list)
+    outcome: engine.RunOutcome | None = None
+    live: Live = field(default_factory=Live)
+    running: bool = False
+    log: list[str] = field(default_factory=list)
+
+
+class TrialDone(Message):
+    def __init__(self, row: engine.TrialRow) -> None:
+        super().__init__()
+        self.row = row
+
+
+class RunDone(Message):
+    def __init__(self, outcome: engine.RunOutcome | None, error: str = "") -> None:
+        super().__init__()
+        self.outcome, self.error = outcome, error
+
+
+class ProfileReady(Message):
+    def __init__(self, profile: HardwareProfile | None, here: bool, error: str = "") -> None:
+        super().__init__()
+        self.profile, self.here, self.error = profile, here, error
+
+
+class CandidatesReady(Message):
+    def __init__(self, rows: list[engine.CandidateRow], error: str = "") -> None:
+        super().__init__()
+        self.rows, self.error = rows, error
+
+
+def _modes() -> dict[str, Any]:
+    from sizer.tui.screens import candidates, hardware, recommendation, results, run, task
+
+    return {"hardware": hardware.HardwareScreen, "task": task.TaskScreen,
+            "candidates": candidates.CandidatesScreen, "run": run.RunScreen,
+            "results": results.ResultsScreen, "recommendation": recommendation.RecommendationScreen}
+
+
+class SizerApp(App):
+    CSS_PATH = "sizer.tcss"
+    TITLE = "sizer"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("1", "step('hardware')", "Hardware"),
+        Binding("2", "step('task')", "Task"),
+        Binding("3", "step('candidates')", "Models"),
+        Binding("4", "step('run')", "Run"),
+        Binding("5", "step('results')", "Results"),
+        Binding("6", "step('recommendation')", "Decision"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, task_path: str | Path | None = None, here: HardwareProfile | None = None,
+                 catalog: Catalog | None = None, limit: int | None = None) -> None:
+        """`here`: use this profile instead of detecting this machine (tests, demos)."""
+        super().__init__()
+        self.state = State(here=here, profile=here, limit=limit)
+        self.task_path = Path(task_path) if task_path else None
+        self.catalog = catalog
+        self.cancel_run = threading.Event()
+        self.saved_report: Path | None = None
+
+    def on_mount(self) -> None:
+        for name, screen in _modes().items():
+            self.add_mode(name, screen)
+        self.switch_mode("hardware")
+        if self.state.here is None:
+            self.detect_hardware()
+        else:
+            self.estimate_candidates()
+        if self.task_path is not None:
+            self.open_task(self.task_path)
+
+    # ------------------------------------------------------------------ state changes
+
+    def changed(self) -> None:
+        """Re-render the visible screen from the state."""
+        show = getattr(self.screen, "render_state", None)
+        if show is not None:
+            show()
+
+    def action_step(self, name: str) -> None:
+        self.switch_mode(name)
+
+    def note_error(self, message: str) -> None:
+        self.state.log.append(f"error: {message}")
+        self.notify(message, title="sizer", severity="error", timeout=8)
+
+    def open_task(self, path: str | Path) -> bool:
+        try:
+            task = load_task(path)
+        except SizerError as exc:
+            self.note_error(str(exc))
+            return False
+        self.task_path = Path(path)
+        self.state.task, self.state.form = task, form_from_task(task)
+        for warning in task.warnings:
+            self.notify(warning, severity="warning")
+        self.changed()
+        return True
+
+    def use_task(self, task: Task, path: Path | None) -> None:
+        self.state.task, self.task_path = task, path
+        self.changed()
+
+    def use_profile(self, spec: str | None) -> None:
+        """Show a simulated machine (`spec`), or this machine again (None)."""
+        if spec is None:
+            self.state.profile = self.state.here
+        else:
+            try:
+                self.state.profile = simulated(spec)
+            except SizerError as exc:
+                self.note_error(str(exc))
+                return
+        self.changed()
+        self.estimate_candidates()
+
+    # ------------------------------------------------------------------ workers
+
+    @work(thread=True, exclusive=True, group="hardware")
+    def detect_hardware(self, remeasure: bool = False) -> None:
+        try:
+            profile = detect(remeasure=remeasure, sink=sink_to(self))
+        except SizerError as exc:
+            self.post_message(ProfileReady(None, True, str(exc)))
+            return
+        self.post_message(ProfileReady(profile, True))
+
+    @on(ProfileReady)
+    def _profile_ready(self, message: ProfileReady) -> None:
+        if message.error:
+            self.note_error(message.error)
+            return
+        if self.state.profile is None or self.state.profile is self.state.here:
+            self.state.profile = message.profile
+        self.state.here = message.profile
+        self.changed()
+        self.estimate_candidates()
+
+    @work(thread=True, exclusive=True, group="candidates")
+    def estimate_candidates(self) -> None:
+        profile = self.state.profile
+        if profile is None:
+            return
+        try:
+            self.catalog = self.catalog or load_catalog()
+            rows = engine.candidate_rows(self.catalog, profile)
+        except SizerError as exc:
+            self.post_message(CandidatesReady([], str(exc)))
+            return
+        self.post_message(CandidatesReady(rows))
+
+    @on(CandidatesReady)
+    def _candidates_ready(self, message: CandidatesReady) -> None:
+        if message.error:
+            self.note_error(message.error)
+            return
+        first = not self.state.candidates
+        self.state.candidates = message.rows
+        if first and not self.state.selected:  # start with what can run here now
+            self.state.selected = {r.entry.id for r in message.rows if r.cached and r.fit != "no"}
+        self.changed()
+
+    def action_run(self) -> None:
+        """Start a run over the selected models and strategies."""
+        if self.state.running:
+            self.notify("a run is already going; x cancels it")
+            return
+        problem = self._run_problem()
+        if problem:
+            self.note_error(problem)
+            return
+        self.cancel_run.clear()
+        self.state.running, self.state.trials, self.state.outcome = True, [], None
+        self.state.live = Live()
+        self.switch_mode("run")
+        self.run_worker_thread(self._request())
+
+    def _run_problem(self) -> str:
+        if self.state.task is None:
+            return "no task: open one on the Task screen (2)"
+        if not self.state.selected:
+            return "no models selected: pick some on the Models screen (3)"
+        if not self.state.strategies:
+            return "no strategies selected: pick some on the Models screen (3)"
+        if self.catalog is None:
+            return "the catalog is still loading; try again in a moment"
+        return ""
+
+    def _request(self) -> engine.RunRequest:
+        order = [r.entry.id for r in self.state.candidates if r.entry.id in self.state.selected]
+        here = self.state.here
+        profile = self.state.profile if self.state.profile is not here else None
+        return engine.RunRequest(self.state.task, tuple(order), tuple(self.state.strategies), self.state.limit,
+                                 self.catalog, here=here if here is not None and not here.simulated else None,
+                                 profile=profile)
+
+    @work(thread=True, exclusive=True, group="run")
+    def run_worker_thread(self, request: engine.RunRequest) -> None:
+        try:
+            outcome = engine.run(request, sink_to(self), self.cancel_run, lambda row: self.post_message(TrialDone(row)))
+        except SizerError as exc:
+            self.post_message(RunDone(None, str(exc)))
+            return
+        self.post_message(RunDone(outcome))
+
+    def action_cancel_run(self) -> None:
+        if self.state.running:
+            self.cancel_run.set()
+            self.notify("cancelling the run...")
+
+    @on(CoreEvent)
+    def _core_event(self, message: CoreEvent) -> None:
+        event, live = message.event, self.state.live
+        if isinstance(event, events.TrialStarted):
+            self.state.live = Live(event.model, event.strategy, event.settings.get("cached", 0), event.examples)
+        elif isinstance(event, events.TrialProgress):
+            live.model, live.strategy, live.done, live.total = event.model, event.strategy, event.done, event.total
+            live.metric, live.low, live.high, live.examples_per_s = event.metric, event.low, event.high, event.examples_per_s
+        if not isinstance(event, (events.TrialProgress, events.Progress)):
+            self.state.log.append(events.describe(event))
+        self.changed()
+
+    @on(TrialDone)
+    def _trial_done(self, message: TrialDone) -> None:
+        self.state.trials.append(message.row)
+        self.changed()
+
+    @on(RunDone)
+    def _run_done(self, message: RunDone) -> None:
+        self.state.running = False
+        if message.error:
+            self.note_error(message.error)
+        else:
+            self.state.outcome = message.outcome
+            done = "cancelled" if message.outcome.cancelled else "finished"
+            self.state.log.append(f"run {done}: {len(message.outcome.trials)} trials")
+            self.notify(f"run {done}; 5 shows the results, 6 the decision")
+        self.changed()
+
+    # ------------------------------------------------------------------ command palette
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Run", "Run the selected models and strategies on the task", self.action_run)
+        yield SystemCommand("Save recommendation", "Save the decision and all trials to a TOML report",
+                            lambda: self._on_step("recommendation", "save"))
+        yield SystemCommand("Open task", "Open a task TOML file", lambda: self._on_step("task", "open"))
+        yield SystemCommand("Switch profile", "Plan for a simulated machine (or this one)",
+                            lambda: self._on_step("hardware", "profile"))
+        yield SystemCommand("Cancel run", "Stop the run (finished trials stay in the cache)", self.action_cancel_run)
+
+    def _on_step(self, step: str, action: str) -> None:
+        self.switch_mode(step)
+        self.call_after_refresh(self.run_action, action, self.screen)

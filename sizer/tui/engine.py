@@ -1,0 +1,121 @@
+"""What the screens ask of the core: the candidate list for a profile, and one ladder walk over the
+chosen models and strategies (`sizer.core.search.walk`, which also makes the decision). No trial
+logic lives here."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sizer.core import events
+from sizer.core.catalog import Catalog, ModelEntry
+from sizer.core.estimate import fit_report
+from sizer.core.estimate_memory import checkpoint_float, weights_term
+from sizer.core.hardware import HardwareProfile
+from sizer.core.quant import parse_precision
+from sizer.core.search import RunSpec, walk
+from sizer.core.trial import TrialCancelled
+
+ESTIMATE_CONTEXT = 2048
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    """One catalog model as the Candidates screen shows it."""
+
+    entry: ModelEntry
+    fit: str
+    need_bytes: int
+    decode_tps: float | None
+    cached: bool
+    download_bytes: int
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One finished (or failed) trial as the Results screen shows it."""
+
+    model: str
+    params: int
+    strategy: str
+    status: str
+    metric: float | None = None
+    low: float | None = None
+    high: float | None = None
+    examples_per_s: float | None = None
+    peak_bytes: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class RunOutcome:
+    trials: list[TrialRow] = field(default_factory=list)
+    recommendation: Any = None  # sizer.core.recommend's Recommendation, when the walk made one
+    raw: Any = None  # the core's RunResult, for writing the report
+    cancelled: bool = False
+
+
+def candidate_rows(catalog: Catalog, profile: HardwareProfile, dtype: str = "bf16") -> list[CandidateRow]:
+    """Every catalog model with fit level, memory and decode speed on `profile`, largest first."""
+    devices = profile.devices()
+    rows = []
+    for entry in sorted(catalog.entries, key=lambda e: -e.params):
+        precision = parse_precision("fp32" if entry.kind == "encoder" else dtype)
+        report = fit_report(entry, precision, min(ESTIMATE_CONTEXT, entry.max_context), 1, devices,
+                            overhead_reserved=profile.simulated)
+        need = min(f.need_bytes for f in report.devices)
+        decode = report.speed.decode_tps if report.speed else None
+        download = weights_term(entry, parse_precision(checkpoint_float(entry))).bytes
+        rows.append(CandidateRow(entry, report.level, need, decode, catalog.is_cached(entry), download))
+    return rows
+
+
+def row_from_result(result: Any, params: int) -> TrialRow:
+    m = result.metric
+    return TrialRow(result.model, params, result.strategy, result.status, m.value, m.low, m.high,
+                    result.speed.get("examples_per_s"), result.memory.get("peak_bytes"))
+
+
+def row_from_outcome(outcome: Any) -> TrialRow:
+    if outcome.result is not None:
+        row = row_from_result(outcome.result, outcome.params)
+        return TrialRow(**{**row.__dict__, "status": outcome.status, "reason": outcome.reason})
+    return TrialRow(outcome.model, outcome.params, outcome.strategy, outcome.status, reason=outcome.reason)
+
+
+@dataclass
+class RunRequest:
+    task: Any
+    models: tuple[str, ...]
+    strategies: tuple[str, ...]
+    limit: int | None
+    catalog: Catalog
+    here: HardwareProfile | None = None  # this machine (None: detect)
+    profile: HardwareProfile | None = None  # a simulated machine to plan for
+
+
+def run(request: RunRequest, sink: events.Sink, cancel: threading.Event,
+        on_trial: Callable[[TrialRow], None]) -> RunOutcome:
+    """Walk the ladder; `on_trial` sees each trial as it ends. A cancelled run returns what it has."""
+    outcome = RunOutcome()
+    seen = 0
+
+    def on_update(run: Any) -> None:
+        nonlocal seen
+        for t in run.trials[seen:]:
+            row = row_from_outcome(t)
+            outcome.trials.append(row)
+            on_trial(row)
+        seen = len(run.trials)
+
+    spec = RunSpec(task=request.task, models=request.models, strategies=request.strategies,
+                   limit=request.limit, profile=request.profile)
+    try:
+        result = walk(spec, sink=sink, cancel=cancel, catalog=request.catalog, here=request.here,
+                      on_update=on_update)
+    except TrialCancelled:
+        outcome.cancelled = True
+        return outcome
+    outcome.recommendation, outcome.raw = result.recommendation, result
+    return outcome

@@ -1,0 +1,135 @@
+"""Step 3: which catalog models to try, with fit, memory and speed on the active profile, and which
+strategies. Space toggles a model; filters and sorting only change what is shown."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Label, Select, SelectionList, Static
+
+from sizer.core.estimate import LEVELS
+from sizer.core.strategies import STRATEGIES
+from sizer.tui.engine import CandidateRow
+from sizer.tui.fmt import params, rate, size
+from sizer.tui.screens import StepScreen
+
+SORTS = {"size": lambda r: -r.entry.params, "speed": lambda r: -(r.decode_tps or 0.0)}
+
+
+class CandidatesScreen(StepScreen):
+    STEP = "candidates"
+    AUTO_FOCUS = "#models"
+    BINDINGS = [
+        Binding("space", "toggle", "Select"),
+        Binding("s", "sort('size')", "By size"),
+        Binding("f", "sort('speed')", "By speed"),
+        Binding("slash", "search", "Search"),
+        Binding("r", "app.run", "Run"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sort_key = "size"
+        self._families: list[str] = []
+
+    def body(self) -> ComposeResult:
+        with Horizontal(id="candidates"):
+            with Vertical(id="cand-main"):
+                with Horizontal(classes="row"):
+                    yield Input(placeholder="search by name (/)", id="search", compact=True)
+                    yield Select([], prompt="all families", id="family", compact=True)
+                    yield Select([(level, level) for level in LEVELS], prompt="any fit", id="fit", compact=True)
+                yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="cand-status", classes="hint")
+            with Vertical(id="cand-side"):
+                yield Label("Strategies")
+                yield SelectionList[str](*[(s, s, True) for s in STRATEGIES], id="strategies")
+                yield Label("Test examples per trial")
+                yield Input(placeholder="all", id="limit", type="integer", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#models", DataTable).add_columns(" ", "model", "params", "fit", "memory", "tok/s", "on disk", "download")
+        super().on_mount()
+
+    def visible(self) -> list[CandidateRow]:
+        query = self.query_one("#search", Input).value.strip().lower()
+        family = self.query_one("#family", Select).value
+        fit = self.query_one("#fit", Select).value
+        rows = [r for r in self.sizer.state.candidates
+                if query in r.entry.id.lower()
+                and (family is Select.NULL or r.entry.family == family)
+                and (fit is Select.NULL or r.fit == fit)]
+        return sorted(rows, key=SORTS[self.sort_key])
+
+    def show_state(self) -> None:
+        state = self.sizer.state
+        families = sorted({r.entry.family for r in state.candidates})
+        family = self.query_one("#family", Select)
+        with self.prevent(Select.Changed, Input.Changed, SelectionList.SelectedChanged):
+            if families != self._families:
+                family.set_options([(f, f) for f in families])
+                self._families = families
+            strategies = self.query_one("#strategies", SelectionList)
+            for s in STRATEGIES:
+                (strategies.select if s in state.strategies else strategies.deselect)(s)
+            self.query_one("#limit", Input).value = "" if state.limit is None else str(state.limit)
+        self._fill()
+
+    def _fill(self) -> None:
+        state = self.sizer.state
+        shown = (id(state.candidates), frozenset(state.selected), self.sort_key, self.query_one("#search", Input).value,
+                 self.query_one("#family", Select).value, self.query_one("#fit", Select).value)
+        if not self.changed_since_shown("table", shown):
+            return
+        table = self.query_one("#models", DataTable)
+        row = table.cursor_row
+        table.clear()
+        selected = self.sizer.state.selected
+        for r in self.visible():
+            table.add_row("✓" if r.entry.id in selected else " ", r.entry.id, params(r.entry.params), r.fit,
+                          size(r.need_bytes), rate(r.decode_tps), "yes" if r.cached else "no",
+                          size(r.download_bytes), key=r.entry.id)
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
+        profile = self.sizer.state.profile
+        where = profile.name if profile else "..."
+        self.query_one("#cand-status", Static).update(
+            f"{len(selected)} selected of {len(self.sizer.state.candidates)} models; fit and speed on {where}; "
+            "memory: bf16 (encoders fp32), context 2048")
+
+    def action_toggle(self) -> None:
+        table = self.query_one("#models", DataTable)
+        if not table.row_count:
+            return
+        model = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        selected = self.sizer.state.selected
+        selected.symmetric_difference_update({model})
+        self._fill()
+
+    def action_sort(self, key: str) -> None:
+        self.sort_key = key
+        self._fill()
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    @on(Input.Changed, "#search")
+    @on(Select.Changed)
+    def _filter(self) -> None:
+        self._fill()
+
+    @on(Input.Submitted, "#search")
+    def _search_done(self) -> None:
+        self.query_one("#models", DataTable).focus()
+
+    @on(Input.Changed, "#limit")
+    def _limit(self, event: Input.Changed) -> None:
+        value = event.value.strip()
+        self.sizer.state.limit = int(value) if value.isdigit() and int(value) > 0 else None
+
+    @on(SelectionList.SelectedChanged, "#strategies")
+    def _strategies(self, event: SelectionList.SelectedChanged) -> None:
+        chosen = set(event.selection_list.selected)
+        self.sizer.state.strategies = [s for s in STRATEGIES if s in chosen]

@@ -1,0 +1,65 @@
+"""Step 4: the run: the trial now going (progress, running metric with its interval, speed,
+memory), the trials done, and a log. x cancels the run (finished trials stay in the cache)."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Label, ProgressBar, RichLog, Static
+
+from sizer.tui.fmt import interval, rate, size
+from sizer.tui.screens import StepScreen
+
+MEMORY_POLL_S = 1.0
+
+
+class RunScreen(StepScreen):
+    STEP = "run"
+    BINDINGS = [
+        Binding("r", "app.run", "Run"),
+        Binding("x", "app.cancel_run", "Cancel run"),
+        Binding("n", "app.step('results')", "Next"),
+    ]
+
+    def body(self) -> ComposeResult:
+        with Vertical(id="run"):
+            yield Label("", id="run-trial")
+            yield ProgressBar(show_eta=False, id="run-bar")
+            yield Static("", id="run-stats")
+            yield Static("", id="run-done")
+            yield RichLog(id="run-log", wrap=True, markup=False, max_lines=2000)
+
+    def on_mount(self) -> None:
+        self._shown_log = 0
+        self._rss: int | None = None
+        self.set_interval(MEMORY_POLL_S, self._poll_memory)
+        super().on_mount()
+
+    def _poll_memory(self) -> None:
+        if self.sizer.state.running:
+            self._rss = psutil.Process(os.getpid()).memory_info().rss
+            self.show_state()
+
+    def show_state(self) -> None:
+        state, live = self.sizer.state, self.sizer.state.live
+        if live.model:
+            self.query_one("#run-trial", Label).update(f"{live.model} · {live.strategy}")
+        elif not state.running:
+            self.query_one("#run-trial", Label).update("no run yet: r starts one over the selected models")
+        bar = self.query_one("#run-bar", ProgressBar)
+        bar.update(total=max(live.total, 1), progress=live.done)
+        memory = f"process memory {size(self._rss)}" if state.running and self._rss else ""
+        self.query_one("#run-stats", Static).update(
+            f"{live.done}/{live.total} examples   metric {interval(live.metric, live.low, live.high)}   "
+            f"{rate(live.examples_per_s)} examples/s   {memory}")
+        done = [f"{t.model} {t.strategy}: {t.status} {interval(t.metric, t.low, t.high)}" for t in state.trials]
+        status = "running" if state.running else ("finished" if state.outcome else "idle")
+        self.query_one("#run-done", Static).update(f"{status}; trials done: {len(done)}\n" + "\n".join(done[-4:]))
+        log = self.query_one("#run-log", RichLog)
+        for line in state.log[self._shown_log:]:
+            log.write(line)
+        self._shown_log = len(state.log)
