@@ -83,15 +83,14 @@ class ResultsScreen(StepScreen):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("metric vs model size (log10 parameters)")
+        plt.title("metric vs model size" + (f"; the line at {target:g} is the target" if target is not None else ""))
         plt.xlabel("log10 params")
         plt.ylabel("metric")
         ok = [t for t in trials if t.metric is not None]
         for strategy in dict.fromkeys(t.strategy for t in ok):
             points = sorted((math.log10(max(t.params, 1)), t.metric) for t in ok if t.strategy == strategy)
-            plt.plot([p[0] for p in points], [p[1] for p in points], label=strategy, marker="dot")
+            plt.plot([p[0] for p in points], [p[1] for p in points], label=strategy, marker="braille")
         if target is not None:
             plt.hline(target)
-            plt.text(f"target {target:g}", x=min((math.log10(max(t.params, 1)) for t in ok), default=0), y=target)
         plt.ylim(0, 1)
         plot.refresh()
