@@ -24,7 +24,7 @@ def speed_line(label: str, figures: Figures) -> str:
 
 def profile_lines(profile: HardwareProfile) -> list[str]:
     cpu = profile.cpu
-    title = f"[b]{escape(profile.name)}[/b]" + (" [i](simulated)[/i]" if profile.simulated else " (this machine)")
+    title = f"[b]{escape(profile.name)}[/b]" + (" [i](simulated)[/i]" if profile.simulated else "")
     lines = [title, f"CPU  {cpu.model}: {cpu.physical_cores} physical / {cpu.logical_cores} logical cores",
              f"RAM  {gib(cpu.ram_total_bytes)} total, {gib(cpu.ram_available_bytes)} available", "",
              speed_line("cpu", cpu.figures)]
