@@ -48,6 +48,11 @@ def quiet_libraries() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (len(argv) == 1 and argv[0].endswith(".toml")):
+        from sizer.tui.entry import launch  # `sizer [TASK.toml]`: the app
+
+        return launch(argv[0] if argv else None)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

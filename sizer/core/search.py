@@ -128,6 +128,7 @@ class _Walker:
         self.deadline = time.monotonic() + minutes * 60
         self.bar: float | None = verdict.absolute_bar(spec)
         self.reference: TrialOutcome | None = None
+        self.exhaustive = False
 
     def trial(self, cand: Candidate, strategy: str) -> TrialOutcome:
         cached = self.reuse.get((cand.entry.id, strategy))
@@ -146,7 +147,7 @@ class _Walker:
         base = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "error",
                             predicted_bytes=cand.predicted_bytes)
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
-                       dtype=self.spec.dtype, stop_below=self.bar)
+                       dtype=self.spec.dtype, stop_below=None if self.exhaustive else self.bar)
         try:
             result = run_trial(self.spec.task, ts, self.store, self.sink, self.cancel, catalog=self.catalog)
         except TrialCancelled:
@@ -186,8 +187,10 @@ def _is_oom(exc: BaseException) -> bool:
 def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = events.null_sink,
          cancel: threading.Event | None = None, catalog: Catalog | None = None,
          here: HardwareProfile | None = None, on_update: Callable[[RunResult], None] = lambda run: None,
-         reuse: Sequence[TrialOutcome] = ()) -> RunResult:
-    """Walk the ladders and decide. `reuse` holds finished trials from an earlier, interrupted run."""
+         reuse: Sequence[TrialOutcome] = (), exhaustive: bool = False) -> RunResult:
+    """Walk the ladders and decide. `reuse` holds finished trials from an earlier, interrupted run.
+    `exhaustive` runs the whole grid (every candidate x strategy, no early stop) instead: the
+    yardstick the walk is measured against."""
     from sizer.core.recommend import decide
 
     here = here or detect()
@@ -200,8 +203,9 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
     own_store = store is None
     store = store or TrialStore.open()
     walker = _Walker(spec, run, store, sink, cancel, catalog, on_update, {(t.model, t.strategy): t for t in reuse})
+    walker.exhaustive = exhaustive
     try:
-        _walk_ladders(walker, usable)
+        (_grid if exhaustive else _walk_ladders)(walker, usable)
         run.recommendation = decide(run, walker.reference, walker.bar)
         run.finished = True
         on_update(run)
@@ -234,3 +238,12 @@ def _walk_ladders(walker: _Walker, usable: list[Candidate]) -> None:
         if not top_ok or len(ladder) == 1:
             continue
         _ladder_order(len(ladder))(lambda i: walker.size(ladder[i], spec.strategies) is not None)
+
+
+def _grid(walker: _Walker, usable: list[Candidate]) -> None:
+    spec = walker.spec
+    reference_cand = max(usable, key=lambda c: c.entry.params)
+    outcomes = {c.entry.id: [walker.trial(c, s) for s in spec.strategies] for c in usable}
+    walker.reference = verdict.best(outcomes[reference_cand.entry.id])
+    if walker.bar is None and walker.reference is not None:
+        walker.bar = verdict.margin_bar(spec, walker.reference)
