@@ -130,3 +130,17 @@ def test_interrupt_writes_a_partial_report_and_resume_finishes(trial_env, tmp_pa
     assert final["finished"] is True and final["recommendation"]["model"] == MINILM
     for model, strategy in done_before:  # finished trials were reused, not run again
         assert f"trial {model} {strategy}: started" not in resumed.stderr
+
+
+def test_skip_stops_one_trial_and_the_walk_goes_on(trial_env, tmp_path):
+    import threading
+
+    skip = threading.Event()
+    skip.set()  # lands on the first trial's first batch
+    spec = RunSpec(task=load_task(BANKING), models=(TINY, MINILM), strategies=("zero-shot", "few-shot"), target=0.75)
+    with TrialStore.open(tmp_path / "t.sqlite") as store:
+        run = walk(spec, store=store, here=simulated("8 vCPU 32GB"), skip=skip)
+    first, second, *_ = run.trials  # MiniLM is the largest here, so the reference
+    assert (first.model, first.strategy, first.status) == (MINILM, "zero-shot", "skipped") and "user" in first.reason
+    assert (second.model, second.strategy, second.status) == (MINILM, "few-shot", "ok") and not skip.is_set()
+    assert run.recommendation.met and (run.recommendation.model, run.recommendation.strategy) == (MINILM, "few-shot")

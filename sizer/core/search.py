@@ -118,6 +118,16 @@ def _ladder_order(sizes: int) -> Callable[[Callable[[int], bool]], int | None]:
     return search
 
 
+class _AnySet:
+    """Set when any of its events is: a trial stops for the run's cancel or for its own skip."""
+
+    def __init__(self, *items: threading.Event | None) -> None:
+        self.items = [e for e in items if e is not None]
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.items)
+
+
 class _Walker:
     def __init__(self, spec: RunSpec, run: RunResult, store: TrialStore, sink: events.Sink,
                  cancel: threading.Event | None, catalog: Catalog | None,
@@ -129,6 +139,7 @@ class _Walker:
         self.bar: float | None = verdict.absolute_bar(spec)
         self.reference: TrialOutcome | None = None
         self.exhaustive = False
+        self.skip: threading.Event | None = None
 
     def trial(self, cand: Candidate, strategy: str) -> TrialOutcome:
         cached = self.reuse.get((cand.entry.id, strategy))
@@ -149,9 +160,15 @@ class _Walker:
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
                        dtype=self.spec.dtype, stop_below=None if self.exhaustive else self.bar)
         try:
-            result = run_trial(self.spec.task, ts, self.store, self.sink, self.cancel, catalog=self.catalog)
+            result = run_trial(self.spec.task, ts, self.store, self.sink, _AnySet(self.cancel, self.skip),
+                               catalog=self.catalog)
         except TrialCancelled:
-            raise
+            if self.cancel is not None and self.cancel.is_set():
+                raise
+            self.skip.clear()
+            base.status, base.reason = "skipped", "skipped by the user"
+            self.sink(events.TrialFinished(cand.entry.id, strategy, "skipped", reason=base.reason))
+            return base
         except (MemoryError, RuntimeError) as exc:
             if not _is_oom(exc):
                 raise
@@ -187,10 +204,12 @@ def _is_oom(exc: BaseException) -> bool:
 def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = events.null_sink,
          cancel: threading.Event | None = None, catalog: Catalog | None = None,
          here: HardwareProfile | None = None, on_update: Callable[[RunResult], None] = lambda run: None,
-         reuse: Sequence[TrialOutcome] = (), exhaustive: bool = False) -> RunResult:
+         reuse: Sequence[TrialOutcome] = (), exhaustive: bool = False,
+         skip: threading.Event | None = None) -> RunResult:
     """Walk the ladders and decide. `reuse` holds finished trials from an earlier, interrupted run.
     `exhaustive` runs the whole grid (every candidate x strategy, no early stop) instead: the
-    yardstick the walk is measured against."""
+    yardstick the walk is measured against. Setting `skip` stops the trial in flight (recorded as
+    skipped) and the walk goes on; setting `cancel` stops the whole run."""
     from sizer.core.recommend import decide
 
     here = here or detect()
@@ -203,7 +222,7 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
     own_store = store is None
     store = store or TrialStore.open()
     walker = _Walker(spec, run, store, sink, cancel, catalog, on_update, {(t.model, t.strategy): t for t in reuse})
-    walker.exhaustive = exhaustive
+    walker.exhaustive, walker.skip = exhaustive, skip
     try:
         (_grid if exhaustive else _walk_ladders)(walker, usable)
         run.recommendation = decide(run, walker.reference, walker.bar)
