@@ -179,7 +179,6 @@ class _Walker:
             base.reason = str(exc)
             self.sink(events.TrialFinished(cand.entry.id, strategy, "error", reason=base.reason))
             return base
-        result.memory["predicted_bytes"] = cand.predicted_bytes
         base.status, base.result = result.status, result
         base.correct = verdict.per_example(self.spec.task, self.store.done_examples(result.key))
         return base

@@ -151,6 +151,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
         mem = {"peak_bytes": memory.peak_bytes + reused, "device": device,
                "measured_by": memory.method + (" (model reused from the previous trial: its measured load added)" if reused else "")}
         speed, mem = _measured_before(store, key, speed, mem)
+        mem.setdefault("predicted_bytes", predicted_peak(entry, local, dtype, device, settings))
         if remote:
             speed, mem = {**speed, "measured": "remotely"}, remote.memory()
         result = TrialResult(entry.id, revision, spec.strategy, status, metric, settings,
@@ -164,6 +165,24 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     finally:
         if own_store:
             store.close()
+
+
+def predicted_peak(entry: ModelEntry, local: Any, dtype: str, device: str, settings: dict) -> int | None:
+    """The estimator's allocator-level peak for this trial's workload (the shared prefix plus one
+    pack of 2048 tokens; encoders: batches of 64 at their window), to show beside the measurement."""
+    from sizer.core.catalog import quant_of
+    from sizer.core.estimate_memory import inference_memory
+    from sizer.core.quant import parse_precision
+
+    kind = "cpu" if device == "cpu" else device.split(":")[0]
+    try:
+        if entry.kind == "encoder":
+            return inference_memory(entry, parse_precision("fp32"), min(entry.max_context, 128), 64, kind).peak_bytes
+        name = (quant_of(local.gguf_file) or dtype) if local.gguf_file else dtype
+        context = min(entry.max_context, int(settings.get("prefix_tokens", 0)) + 2048)
+        return inference_memory(entry, parse_precision(name), context, 1, kind).peak_bytes
+    except SizerError:
+        return None
 
 
 def _measured_before(store: TrialStore, key: str, speed: dict, mem: dict) -> tuple[dict, dict]:
