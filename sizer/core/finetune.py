@@ -170,7 +170,9 @@ def attach_lora(model: Any, settings: LoraSettings) -> Any:
 def adapter_state(peft_model: Any) -> dict[str, torch.Tensor]:
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+    # LoRA never touches the embeddings: saying so keeps peft from looking for the base config
+    state = get_peft_model_state_dict(peft_model, save_embedding_layers=False)
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def load_adapter_state(peft_model: Any, state: dict[str, torch.Tensor]) -> None:
@@ -287,7 +289,7 @@ def save_adapter(peft_model: Any, folder: Path, report: dict[str, Any]) -> Path:
     """peft's `save_pretrained` plus the training report; the report is written last, so a folder
     with a report holds a whole adapter."""
     folder.mkdir(parents=True, exist_ok=True)
-    peft_model.save_pretrained(str(folder))
+    peft_model.save_pretrained(str(folder), save_embedding_layers=False)
     atomic_write_text(folder / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True))
     return folder
 

@@ -28,7 +28,7 @@ PAIRS_PER_EXAMPLE = 4       # contrastive pairs per training example, capped by 
 MAX_PAIRS = 480
 PAIR_BATCH = 16
 CONTRASTIVE_LR = 2e-5
-MIN_CONTRASTIVE_BUDGET_S = 60.0   # below this, tuning the encoder is skipped
+MIN_CONTRASTIVE_BUDGET_S = 300.0  # below this (the CPU default), tuning the encoder is skipped
 CONTRASTIVE_SHARE = 0.5           # contrastive tuning may use at most this share of the budget
 HEAD_C = 10.0                     # inverse regularisation: embeddings are unit-length and few
 
@@ -93,7 +93,10 @@ def tune_contrastive(model: Any, pairs: Sequence[tuple[str, str, float]], seed: 
 
 
 def _features(model: Any, texts: list[str]) -> dict:
-    return {k: v.to(model.device) for k, v in model.tokenize(texts).items()}
+    import torch
+
+    prepare = getattr(model, "preprocess", None) or model.tokenize  # tokenize is deprecated in 6.x
+    return {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in prepare(texts).items()}
 
 
 class EncoderHeadRunner:
