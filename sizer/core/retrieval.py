@@ -7,7 +7,7 @@ on disk, searched by cosine similarity (optionally fused with BM25), and scored 
 
 Chunks are windows of CHUNK_WORDS words that start every CHUNK_WORDS - OVERLAP_WORDS words, so a
 fact cut by one window's edge is whole in the next. Words (not model tokens) keep the index
-independent of the language model under test; 80 words stay well inside MiniLM's 256-token window.
+independent of the language model under test; 40 words stay well inside MiniLM's 256-token window.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from sizer.core.fileio import atomic_write_text
 from sizer.core.paths import cache_dir
 from sizer.core.scoring import Metric, wilson
 
-CHUNK_WORDS = 80
-OVERLAP_WORDS = 20
+CHUNK_WORDS = 40
+OVERLAP_WORDS = 10
 DOCUMENT_SUFFIXES = (".md", ".txt")
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 RRF_K = 60          # reciprocal rank fusion constant (Cormack et al., 2009)

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from sizer.core.errors import SizerError
 
-STRATEGIES = ("zero-shot", "few-shot")
+STRATEGIES = ("zero-shot", "few-shot", "rag", "fine-tune")
 
 
 def check_strategy(name: str) -> str:
