@@ -116,6 +116,7 @@ class SizerApp(App):
         self.task_path = Path(task_path) if task_path else None
         self.catalog = catalog
         self.cancel_run = threading.Event()
+        self.skip_trial = threading.Event()
         self.saved_report: Path | None = None
 
     def on_mount(self) -> None:
@@ -230,6 +231,7 @@ class SizerApp(App):
             self.note_error(problem)
             return
         self.cancel_run.clear()
+        self.skip_trial.clear()
         self.state.running, self.state.trials, self.state.outcome = True, [], None
         self.state.live = Live()
         self.switch_mode("run")
@@ -257,11 +259,18 @@ class SizerApp(App):
     @work(thread=True, exclusive=True, group="run")
     def run_worker_thread(self, request: engine.RunRequest) -> None:
         try:
-            outcome = engine.run(request, sink_to(self), self.cancel_run, lambda row: self.post_message(TrialDone(row)))
+            outcome = engine.run(request, sink_to(self), self.cancel_run, lambda row: self.post_message(TrialDone(row)),
+                                 skip=self.skip_trial)
         except SizerError as exc:
             self.post_message(RunDone(None, str(exc)))
             return
         self.post_message(RunDone(outcome))
+
+    def action_skip_trial(self) -> None:
+        """Stop the trial in flight (recorded as skipped); the run goes on with the next one."""
+        if self.state.running:
+            self.skip_trial.set()
+            self.notify("skipping this trial...")
 
     def action_cancel_run(self) -> None:
         if self.state.running:
@@ -307,6 +316,7 @@ class SizerApp(App):
         yield SystemCommand("Open task", "Open a task TOML file", lambda: self._on_step("task", "open"))
         yield SystemCommand("Switch profile", "Plan for a simulated machine (or this one)",
                             lambda: self._on_step("hardware", "profile"))
+        yield SystemCommand("Skip trial", "Stop the trial in flight; the run goes on", self.action_skip_trial)
         yield SystemCommand("Cancel run", "Stop the run (finished trials stay in the cache)", self.action_cancel_run)
 
     def _on_step(self, step: str, action: str) -> None:

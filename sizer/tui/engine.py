@@ -96,7 +96,7 @@ class RunRequest:
 
 
 def run(request: RunRequest, sink: events.Sink, cancel: threading.Event,
-        on_trial: Callable[[TrialRow], None]) -> RunOutcome:
+        on_trial: Callable[[TrialRow], None], skip: threading.Event | None = None) -> RunOutcome:
     """Walk the ladder; `on_trial` sees each trial as it ends. A cancelled run returns what it has."""
     outcome = RunOutcome()
     seen = 0
@@ -113,7 +113,7 @@ def run(request: RunRequest, sink: events.Sink, cancel: threading.Event,
                    limit=request.limit, profile=request.profile)
     try:
         result = walk(spec, sink=sink, cancel=cancel, catalog=request.catalog, here=request.here,
-                      on_update=on_update)
+                      on_update=on_update, skip=skip)
     except TrialCancelled:
         outcome.cancelled = True
         return outcome

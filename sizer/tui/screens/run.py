@@ -21,6 +21,7 @@ class RunScreen(StepScreen):
     STEP = "run"
     BINDINGS = [
         Binding("r", "app.run", "Run"),
+        Binding("c", "app.skip_trial", "Skip trial"),
         Binding("x", "app.cancel_run", "Cancel run"),
         Binding("n", "app.step('results')", "Next"),
     ]
