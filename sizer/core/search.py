@@ -158,7 +158,8 @@ class _Walker:
         base = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "error",
                             predicted_bytes=cand.predicted_bytes)
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
-                       dtype=self.spec.dtype, stop_below=None if self.exhaustive else self.bar)
+                       dtype=self.spec.dtype, stop_below=None if self.exhaustive else self.bar,
+                       budget_s=self._training_budget(strategy))
         try:
             result = run_trial(self.spec.task, ts, self.store, self.sink, _AnySet(self.cancel, self.skip),
                                catalog=self.catalog)
@@ -182,6 +183,15 @@ class _Walker:
         base.status, base.result = result.status, result
         base.correct = verdict.per_example(self.spec.task, self.store.done_examples(result.key))
         return base
+
+    def _training_budget(self, strategy: str) -> float | None:
+        """Fine-tuning gets its default budget, but never more than half the run's time left."""
+        if strategy != "fine-tune":
+            return None
+        from sizer.core.finetune import default_budget_s
+
+        half_left = max(30.0, (self.deadline - time.monotonic()) / 2)
+        return min(default_budget_s(choose_device(self.spec.device)), half_left)
 
     def meets(self, outcome: TrialOutcome) -> bool:
         return verdict.meets(self.spec, outcome, self.reference, self.bar)

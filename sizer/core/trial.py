@@ -138,6 +138,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             began = time.perf_counter()
             _load(runner, entry, local)
             load_s = time.perf_counter() - began
+            reused = model_cache.reused_bytes()
             settings, digest, test = runner.prepare(task, train, test)
             settings = {**settings, "device": device, "dtype": dtype if entry.kind != "encoder" else "fp32", "seed": seed}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
@@ -147,12 +148,12 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             sink(events.Message(warning, "warning"))
         metric, others, table = score_records(task, records)
         speed = {"load_s": round(load_s, 3), **timing}
-        reused = model_cache.reused_bytes()
         mem = {"peak_bytes": memory.peak_bytes + reused, "device": device,
                "measured_by": memory.method + (" (model reused from the previous trial: its measured load added)" if reused else "")}
         speed, mem = _measured_before(store, key, speed, mem)
-        mem.setdefault("predicted_bytes", predicted_peak(entry, local, dtype, device, settings))
-        if remote:
+        if not remote:
+            mem.setdefault("predicted_bytes", predicted_peak(entry, local, dtype, device, settings))
+        else:
             speed, mem = {**speed, "measured": "remotely"}, remote.memory()
         result = TrialResult(entry.id, revision, spec.strategy, status, metric, settings,
                              {"train": len(train), "test": len(test)}, speed, mem, others, table,

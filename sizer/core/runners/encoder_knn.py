@@ -32,5 +32,7 @@ class EncoderKNNRunner(EncoderClassifyRunner):
 
 
 def make(entry, task, spec, local, device, dtype, seed) -> EncoderKNNRunner:
-    return EncoderKNNRunner(lambda: Encoder.load(local, device, spec.trust_remote_code),
+    from sizer.core.runners import encoder_loader
+
+    return EncoderKNNRunner(encoder_loader(local, device, spec),
                             f"{entry.id}@{local.revision}", spec.shots, seed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
-from sizer.core import finetune, prompts
+from sizer.core import model_cache, finetune, prompts
 from sizer.core.backends.packing import Request
 from sizer.core.learning_curve import learning_curve
 from sizer.core.scoring import Metric
@@ -126,6 +126,7 @@ class LMFinetuneRunner:
         folder = finetune.adapter_dir(key)
         saved = finetune.saved_report(folder)
         model = self.inner.lm.model
+        model_cache.release()  # adapters go into this model in place: no later trial may reuse it
         if saved is None:
             peft_model = finetune.attach_lora(model, self.lora)
             saved = self._train_all(peft_model, task, fit, val, kept)
