@@ -4,9 +4,11 @@ The prompt is the text the local runner builds (same plan, same chat template, a
 Each label is scored token by token from next-token `top_logprobs` of one-token completions:
 servers' prompt log-probabilities (`echo`) cannot be trusted unchecked (llama-cpp-python's are
 wrong), next-token ones match transformers. Labels sharing a start share the requests for it.
-A label token outside the top N gets the lowest top-N log-probability, an upper bound, and the
-record counts it. Servers without log-probabilities classify by greedy generation matched to
-the closest label.
+A weak model often ranks a label's token below any top N a server returns; such a token is
+forced with `logit_bias` and the log-probability of the forced token read back, where a startup
+check shows the server reports it unbiased (llama.cpp, vLLM). Elsewhere it gets the lowest top-N
+log-probability, an upper bound, and the record counts it. Servers without log-probabilities
+classify by greedy generation matched to the closest label.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from sizer.core.store import content_hash
 from sizer.core.runners.lm_classify import AUTO_SHOTS, LMClassifyRunner
 from sizer.core.strategies import demonstrations
 
-TOP_LOGPROBS = (20, 5)   # asked for in this order: vLLM allows 20 by default, OpenAI 5
+# Top-N sizes probed largest first: llama.cpp takes any, vLLM 20 unless --max-logprobs says
+# more, OpenAI 5. Requests ask for FIRST_N and re-ask at the largest accepted N only when a
+# label token is missing: a weak model ranks label tokens low (SmolLM2-135M: past 20 often).
+TOP_LOGPROBS = (1000, 100, 20, 5)
+FIRST_N = 20
 LOGPROBS = "next-token-logprobs"
 GENERATION = "generation"
 CHAT_GENERATION = "chat-generation"
@@ -62,7 +68,8 @@ class HTTPClassifyRunner(LMClassifyRunner):
         super().__init__(lambda: RemoteLM.load(candidate), candidate.instruct, strategy, shots, seed)
         self.candidate = candidate
         self.method = ""
-        self.top_n = 0
+        self.top_n = 0          # the largest top-N the server accepts
+        self.forced = False     # whether logit_bias-forced tokens report unbiased logprobs
         self._token_mismatch = 0
 
     # --- preparation -----------------------------------------------------------------------
@@ -75,7 +82,9 @@ class HTTPClassifyRunner(LMClassifyRunner):
         self._label_texts = {tok: self.lm.decode([tok]) for c in self.plan.continuations for tok in c}
         settings.update(scoring=self.method, prompt="text", **self.candidate.endpoint.describe())
         if self.method == LOGPROBS:
-            settings["top_logprobs"] = self.top_n
+            settings["top_logprobs"] = [min(FIRST_N, self.top_n), self.top_n]
+            self.forced = self._forced_agrees()
+            settings["tokens_outside_top"] = "forced with logit_bias" if self.forced else "bounded by the lowest top-N"
         else:
             self.warnings.append(f"{self.candidate.id}: the server gives no log-probabilities; labels were matched "
                                  "to greedy answers (accuracy_norm equals accuracy)")
@@ -94,6 +103,32 @@ class HTTPClassifyRunner(LMClassifyRunner):
             if tops:
                 return LOGPROBS, n
         return GENERATION, 0
+
+    def _forced_logprob(self, prompt: str, token: int) -> float | None:
+        """The log-probability of `token` after `prompt`, by forcing it with logit_bias; None
+        when the server generated something else."""
+        response = self.lm.client.completion(prompt, max_tokens=1, temperature=0, logprobs=1,
+                                             logit_bias={str(token): 100})
+        logprobs = choice(response).get("logprobs") or {}
+        tokens, values = logprobs.get("tokens") or [], logprobs.get("token_logprobs") or []
+        if not tokens or not values or values[0] is None or tokens[0] != self.lm.decode([token]):
+            return None
+        return float(values[0])
+
+    def _forced_agrees(self) -> bool:
+        """Startup check: a token forced by logit_bias must report the same log-probability the
+        unbiased top list gives it (a server reporting the biased distribution fails this)."""
+        prompt = self.plan.prefix_text or " "
+        try:
+            tops = top_logprobs(self.lm.client.completion(prompt, max_tokens=1, temperature=0, logprobs=FIRST_N)) or {}
+            for text, value in sorted(tops.items(), key=lambda kv: -kv[1])[1:8]:
+                ids = self.lm.encode(text)
+                if len(ids) == 1 and self.lm.decode(ids) == text:
+                    forced = self._forced_logprob(prompt, ids[0])
+                    return forced is not None and abs(forced - value) < 0.02
+        except Rejected:
+            return False
+        return False
 
     def _prepare_chat(self, task: Any, train: Sequence, test: Sequence) -> tuple[dict, str, list]:
         """No local tokenizer: the server applies its own chat template (/v1/chat/completions)."""
@@ -132,14 +167,28 @@ class HTTPClassifyRunner(LMClassifyRunner):
         context = self._prompt(example)
         expected_base = len(self.plan.prefix) + len(self._parts[example.id])
         tops: dict[tuple[int, ...], dict[str, float]] = {}
+        requests = 0
         for prefix in label_prefixes(self.plan.continuations):
-            response = self.lm.client.completion(context + self.lm.decode(prefix), max_tokens=1,
-                                                 temperature=0, logprobs=self.top_n)
-            self._check_tokens(response, expected_base + len(prefix))
-            found = top_logprobs(response)
-            if found is None:
-                raise SizerError(f"{self.candidate.id}: the server stopped returning log-probabilities mid-trial")
-            tops[prefix] = found
+            wanted = {self._label_texts[c[len(prefix)]] for c in self.plan.continuations
+                      if len(c) > len(prefix) and tuple(c[:len(prefix)]) == prefix}
+            for n in sorted({min(FIRST_N, self.top_n), self.top_n}) if not self.forced else [min(FIRST_N, self.top_n)]:
+                response = self.lm.client.completion(context + self.lm.decode(prefix), max_tokens=1,
+                                                     temperature=0, logprobs=n)
+                requests += 1
+                self._check_tokens(response, expected_base + len(prefix))
+                found = top_logprobs(response)
+                if found is None:
+                    raise SizerError(f"{self.candidate.id}: the server stopped returning log-probabilities mid-trial")
+                tops[prefix] = found
+                if wanted <= found.keys():
+                    break
+            for text in wanted - tops[prefix].keys() if self.forced else ():
+                token = next(c[len(prefix)] for c in self.plan.continuations
+                             if tuple(c[:len(prefix)]) == prefix and self._label_texts[c[len(prefix)]] == text)
+                value = self._forced_logprob(context + self.lm.decode(prefix), token)
+                requests += 1
+                if value is not None:
+                    tops[prefix] = {**tops[prefix], text: value}
         scores, bounded = [], 0
         for tokens in self.plan.continuations:
             total = 0.0
@@ -156,7 +205,7 @@ class HTTPClassifyRunner(LMClassifyRunner):
         best = max(range(len(scores)), key=scores.__getitem__)
         best_norm = max(range(len(scores)), key=lambda j: scores[j] / norms[j])
         return {"prediction": task.labels[best], "prediction_norm": task.labels[best_norm], "scores": scores,
-                "bounded_tokens": bounded, "requests": len(tops),
+                "bounded_tokens": bounded, "requests": requests,
                 "tokens": len(self._parts[example.id]) + sum(len(c) for c in self.plan.continuations)}
 
     def _check_tokens(self, response: dict, expected: int) -> None:
