@@ -238,3 +238,12 @@ def test_metric_for_dispatches_and_rejects_mismatches():
         metric_for("extract", None, [{"a": 1}], [{"a": 1}])
     with pytest.raises(SizerError, match="task kind"):
         metric_for("rank", None, [], [])
+
+
+def test_contains_matches_whole_normalised_answers_only():
+    from sizer.core.scoring import contains
+
+    m = contains(["38", "Mira Halvorsen", "12"],
+                 ["The daily meal allowance is 38 euros.", "It is mira halvorsen", "It takes 120 days"])
+    assert (m.value, m.n, m.name) == (pytest.approx(2 / 3), 3, "contains")
+    assert m.low < m.value < m.high

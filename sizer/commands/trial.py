@@ -69,12 +69,17 @@ def render(result: TrialResult) -> str:
     ]
     for other in result.other_metrics.values():
         lines.append(f"{other.name:<9} {other.value:.3f}  (95% CI {other.low:.3f}-{other.high:.3f})")
-    lines.append(
-        f"speed     {s['examples_per_s']:.1f} examples/s, p50 {s['p50_latency_s'] * 1000:.0f} ms, "
-        f"p95 {s['p95_latency_s'] * 1000:.0f} ms per example, {s['tokens_per_s']:.0f} tokens/s; load {s['load_s']:.1f} s"
-        + (f"; {s['cached']} predictions from the cache" if s["cached"] else "")
-        + (f"; measured {s['measured']}" if s.get("measured") else "")
-    )
+    if s.get("examples_per_s"):
+        tokens = f", {s['tokens_per_s']:.0f} tokens/s" if s.get("tokens_per_s") else ""
+        lines.append(
+            f"speed     {s['examples_per_s']:.1f} examples/s, p50 {s['p50_latency_s'] * 1000:.0f} ms, "
+            f"p95 {s['p95_latency_s'] * 1000:.0f} ms per example{tokens}; load {s['load_s']:.1f} s"
+            + (" (measured when the trial first ran)" if s.get("measured_earlier") else "")
+            + (f"; {s['cached']} predictions from the cache" if s["cached"] else "")
+            + (f"; measured {s['measured']}" if s.get("measured") else "")
+        )
+    else:
+        lines.append(f"speed     not measured: all {s['cached']} predictions came from the cache; load {s['load_s']:.1f} s")
     if result.memory["peak_bytes"] is None:
         mem = f"memory    not measured here ({result.memory['measured_by']}: {result.memory['device']})"
     else:

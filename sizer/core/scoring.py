@@ -273,6 +273,20 @@ def exact_match(golds: Sequence[str | Sequence[str]], preds: Sequence[str]) -> M
     return _proportion("exact_match", hits)
 
 
+def contains_answer(reference: str, prediction: str) -> bool:
+    """Whether the normalised reference appears, as whole words, in the normalised prediction."""
+    ref, pred = normalise_answer(reference), normalise_answer(prediction)
+    return bool(ref) and f" {ref} " in f" {pred} "
+
+
+def contains(golds: Sequence[str | Sequence[str]], preds: Sequence[str]) -> Metric:
+    """Share of predictions that contain a reference answer (short factual answers given in a
+    sentence), with a Wilson interval."""
+    _check_lengths(golds, preds)
+    hits = [any(contains_answer(r, p) for r in _references(g)) for g, p in zip(golds, preds)]
+    return _proportion("contains", hits)
+
+
 def token_f1(golds: Sequence[str | Sequence[str]], preds: Sequence[str]) -> Metric:
     """SQuAD token F1 (best reference per example), averaged, with a bootstrap interval."""
     _check_lengths(golds, preds)
@@ -285,7 +299,7 @@ def token_f1(golds: Sequence[str | Sequence[str]], preds: Sequence[str]) -> Metr
 METRICS: dict[str, tuple[str, ...]] = {
     "classify": ("accuracy", "macro_f1"),
     "extract": ("field_accuracy",),
-    "generate": ("token_f1", "exact_match"),
+    "generate": ("token_f1", "exact_match", "contains"),
 }
 DEFAULT_METRIC: dict[str, str] = {kind: names[0] for kind, names in METRICS.items()}
 
@@ -316,4 +330,6 @@ def metric_for(
         return field_accuracy(golds, preds, fields)
     if name == "exact_match":
         return exact_match(golds, preds)
+    if name == "contains":
+        return contains(golds, preds)
     return token_f1(golds, preds)

@@ -110,8 +110,10 @@ def score_records(task: Any, records: Sequence[dict]) -> tuple[Metric, dict[str,
         if task.metric != "macro_f1":
             others["macro_f1"] = metric_for("classify", "macro_f1", golds, preds, task.labels)
         table = confusion(golds, preds, task.labels)
-    elif task.kind == "generate" and task.metric != "exact_match":
-        others["exact_match"] = metric_for("generate", "exact_match", golds, preds)
+    elif task.kind == "generate":
+        for name in ("token_f1", "exact_match", "contains"):
+            if name != task.metric:
+                others[name] = metric_for("generate", name, golds, preds)
     return main, others, table
 
 

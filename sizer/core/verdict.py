@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from sizer.core.scoring import example_token_f1, normalise_answer, parse_json_object
+from sizer.core.scoring import contains_answer, example_token_f1, normalise_answer, parse_json_object
 
 N_RESAMPLES = 2000
 
@@ -51,6 +51,8 @@ def per_example(task: Any, records: dict[str, dict]) -> dict[str, float]:
             out[example_id] = float(np.mean(hits)) if hits else 0.0
         elif task.metric == "exact_match":
             out[example_id] = float(normalise_answer(str(pred)) == normalise_answer(str(gold)))
+        elif task.metric == "contains":
+            out[example_id] = float(contains_answer(str(gold), str(pred)))
         else:
             out[example_id] = example_token_f1(str(gold), str(pred))
     return out
