@@ -31,10 +31,6 @@ class PromptPlan:
         blob = json.dumps([self.prefix_text, self.part_template, self.delimiter, self.continuations])
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def text(self, index: int, text: str) -> str:
-        """The whole prompt of one example as text (for exporting or showing it)."""
-        return self.prefix_text + self.part_template.replace("{text}", text, 1)
-
 
 def describe_labels(labels: Sequence[str], descriptions: dict[str, str]) -> str:
     lines = [f"- {label}: {descriptions[label]}" if descriptions.get(label) else f"- {label}" for label in labels]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Callable
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -124,3 +127,18 @@ class RowDialog(_Dialog):
     @on(Input.Submitted, "#row-answer")
     def _done(self) -> None:
         self.dismiss((self.query_one("#row-text", Input).value.strip(), self.query_one("#row-answer", Input).value.strip()))
+
+
+def save_as(app: Any, prompt: str, default: str, write: Callable[[Path], None]) -> None:
+    """Ask for a path (PathDialog), confirm before overwriting an existing file, then `write(path)`."""
+
+    def chosen(answer: str | None) -> None:
+        if not answer:
+            return
+        path = Path(answer).expanduser()
+        if path.exists():
+            app.push_screen(ConfirmDialog(f"{path} exists. Overwrite it?"), lambda yes: write(path) if yes else None)
+        else:
+            write(path)
+
+    app.push_screen(PathDialog(prompt, default), chosen)

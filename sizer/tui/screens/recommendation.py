@@ -16,7 +16,7 @@ from textual.widgets import Static
 from sizer.core.errors import SizerError
 from sizer.tui.fmt import gib
 from sizer.tui.screens import StepScreen
-from sizer.tui.screens.dialogs import ConfirmDialog, PathDialog
+from sizer.tui.screens.dialogs import save_as
 
 DEFAULT_REPORT = "sizer-report.toml"
 
@@ -103,17 +103,7 @@ class RecommendationScreen(StepScreen):
             self.sizer.note_error("nothing to save yet: finish a run first")
             return
 
-        def chosen(answer: str | None) -> None:
-            if not answer:
-                return
-            path = Path(answer).expanduser()
-            if path.exists():
-                self.app.push_screen(ConfirmDialog(f"{path} exists. Overwrite it?"),
-                                     lambda yes: self._write(path) if yes else None)
-            else:
-                self._write(path)
-
-        self.app.push_screen(PathDialog("Save the report (TOML) as:", DEFAULT_REPORT), chosen)
+        save_as(self.app, "Save the report (TOML) as:", DEFAULT_REPORT, self._write)
 
     def _write(self, path: Path) -> None:
         from sizer.core.report import write_report

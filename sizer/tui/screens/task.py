@@ -18,7 +18,7 @@ from sizer.core.errors import SizerError
 from sizer.core.fileio import atomic_write_text
 from sizer.tui import task_form
 from sizer.tui.screens import StepScreen
-from sizer.tui.screens.dialogs import ConfirmDialog, PathDialog, RowDialog, TextDialog
+from sizer.tui.screens.dialogs import PathDialog, RowDialog, TextDialog, save_as
 
 TEXT_WIDTH = 60
 
@@ -210,14 +210,4 @@ class TaskScreen(StepScreen):
             self.sizer.open_task(path)
             self.notify(f"task saved to {path}")
 
-        def chosen(answer: str | None) -> None:
-            if not answer:
-                return
-            path = Path(answer).expanduser()
-            if path.exists():
-                self.app.push_screen(ConfirmDialog(f"{path} exists. Overwrite it?"),
-                                     lambda yes: write(path) if yes else None)
-            else:
-                write(path)
-
-        self.app.push_screen(PathDialog("Save the task as:", str(default)), chosen)
+        save_as(self.app, "Save the task as:", str(default), write)
