@@ -303,3 +303,27 @@ def test_generate_through_completions_and_chat(llama, trial_env, monkeypatch, tm
         assert result.settings["api"] == api and result.settings["decoding"] == "greedy"
         records = stored_records(result)
         assert len(records) == result.split["test"] and all(isinstance(r["prediction"], str) for r in records.values())
+
+
+@pytest.mark.slow
+def test_run_walks_a_remote_and_a_local_candidate_in_one_ladder(llama, trial_env, monkeypatch, tmp_path, capsys):
+    """The served SmolLM2 is the largest candidate, so the reference; the local encoder is walked
+    after it, and both appear in the report."""
+    import tomllib
+
+    from sizer.cli import main
+
+    monkeypatch.setenv("SIZER_API_KEY", KEY)
+    out = tmp_path / "rec.toml"
+    code = main(["run", BANKING, "--models", "sentence-transformers/all-MiniLM-L6-v2", "--strategies",
+                 "zero-shot,rag", "--endpoint", llama.url, "--endpoint-model", SMOLLM2,
+                 "--served-model", llama_server.SERVED_NAME, "--limit", "32", "--target", "0.75", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    report = tomllib.loads(out.read_text())
+    remote = [t for t in report["trials"] if t["where"] == llama.url]
+    assert remote[0]["model"] == SMOLLM2 and remote[0]["status"] in ("ok", "stopped-early")
+    assert remote[0]["memory"]["measured_by"] == "remote"
+    assert any(t["strategy"] == "rag" and t["status"] == "skipped" for t in remote)
+    assert report["recommendation"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert KEY not in out.read_text() and KEY not in err

@@ -189,7 +189,8 @@ def test_handbook_rag_with_smollm2_through_the_cli(trial_env, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
-    assert result["metric"]["name"] == "token_f1" and result["metric"]["n"] == 3
+    assert result["metric"]["name"] == "contains" and result["metric"]["n"] == 3
+    assert {"token_f1", "exact_match"} <= set(result["other_metrics"])
     assert result["settings"]["hybrid_bm25"] is True
     assert result["settings"]["recall_at_k"]["value"] >= 2 / 3
     assert result["settings"]["chat_template"] is True

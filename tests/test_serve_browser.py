@@ -82,7 +82,8 @@ def test_served_app_shows_hardware_and_reacts_to_keys(tmp_path):
             hardware = wait_for_text(page, "RAM ", 90_000)  # detection and measurement done
             page.locator(".xterm").click()
             page.keyboard.press("2")
-            task = wait_for_text(page, "step 2 Task", 30_000)
+            wait_for_text(page, "step 2 Task", 30_000)
+            task = wait_for_text(page, "banking-intents", 60_000)  # the demo task, loaded by a worker
             browser.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

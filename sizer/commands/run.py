@@ -16,7 +16,7 @@ from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
 from sizer.core.hardware import simulated
 from sizer.core.report import read_report, to_dict, trials_from_report, write_report
-from sizer.core.search import RunSpec, walk
+from sizer.core.search import RemoteModel, RunSpec, walk
 from sizer.core.store import TrialStore
 from sizer.core.strategies import STRATEGIES
 from sizer.core.task import load_task
@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="score at most N test examples per trial")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--endpoint", help="also walk a model served at this OpenAI-compatible URL (e.g. http://gpu-box:8000/v1)")
+    p.add_argument("--served-model", help="the name the server serves it under (default: --endpoint-model)")
+    p.add_argument("--endpoint-model", help="catalog id of the served weights (places it on the ladder by size)")
     p.add_argument("--out", help="write the TOML report here (atomically, after every trial)")
     p.add_argument("--resume", metavar="REPORT", help="continue the walk recorded in an earlier report")
     p.add_argument("--json", action="store_true", help="print the report as JSON; progress as JSON lines")
@@ -67,6 +70,10 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
         args.target = args.target if args.target is not None else saved.get("target")
         args.limit = args.limit if args.limit is not None else saved.get("limit")
         args.profile = args.profile or saved.get("profile")
+        for remote in saved.get("remote", [])[:1]:
+            args.endpoint = args.endpoint or remote["url"]
+            args.endpoint_model = args.endpoint_model or remote["model"]
+            args.served_model = args.served_model or remote.get("served_model")
         args.out = args.out or args.resume
         if args.budget is None and saved.get("budget_minutes"):
             args.budget = f"{saved['budget_minutes']}m"
@@ -82,8 +89,11 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
         raise SizerError(f"--limit {args.limit}: give a positive number of examples")
     if args.target is not None and not 0 < args.target <= 1:
         raise SizerError(f"--target {args.target}: give a metric between 0 and 1")
+    if bool(args.endpoint) != bool(args.endpoint_model):
+        raise SizerError("--endpoint and --endpoint-model go together: the URL and the catalog id of the served weights")
+    remote = (RemoteModel(args.endpoint_model, args.endpoint, args.served_model),) if args.endpoint else ()
     task = load_task(args.task, sink=sink)
-    spec = RunSpec(task=task, models=_split_list(args.models), family=args.family, strategies=strategies,
+    spec = RunSpec(remote=remote, task=task, models=_split_list(args.models), family=args.family, strategies=strategies,
                    limit=args.limit, target=args.target, budget_minutes=parse_budget(args.budget),
                    profile=simulated(args.profile) if args.profile else None, device=args.device, dtype=args.dtype)
     return spec, previous

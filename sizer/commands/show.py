@@ -36,7 +36,8 @@ def _trial_row(t: dict[str, Any]) -> str:
     figure = f"{m['value']:.3f} ({m['low']:.3f}-{m['high']:.3f})" if m else "-"
     speed = t.get("speed", {}).get("examples_per_s")
     peak = t.get("memory", {}).get("peak_bytes")
-    return (f"  {t['model'].split('/')[-1]:<28} {t['strategy']:<10} {t['status']:<13} {figure:<22} "
+    name = t["model"].split("/")[-1] + (" (remote)" if t.get("where", "local") != "local" else "")
+    return (f"  {name:<28} {t['strategy']:<10} {t['status']:<13} {figure:<22} "
             f"{(f'{speed:.1f}' if speed else '-'):>8} {_gib(peak):>10} {_gib(t.get('predicted_bytes')):>10}")
 
 

@@ -46,7 +46,7 @@ def _task(task: Any, split: dict[str, int]) -> dict[str, Any]:
 def _trial(outcome: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"model": outcome.model, "params": outcome.params, "kind": outcome.kind,
                            "strategy": outcome.strategy, "status": outcome.status, "reason": outcome.reason,
-                           "predicted_bytes": outcome.predicted_bytes}
+                           "predicted_bytes": outcome.predicted_bytes, "where": outcome.where}
     r = outcome.result
     if r is not None:
         out.update({"revision": r.revision, "settings": r.settings, "metric": r.metric.as_dict(),
@@ -68,11 +68,13 @@ def to_dict(run: Any) -> dict[str, Any]:
         "target_profile": spec.profile.to_dict() if spec.profile else None,
         "task": _task(spec.task, split),
         "run": {"models": list(spec.models or ()), "family": spec.family, "strategies": list(spec.strategies),
+                "remote": [{"model": r.model, "url": r.url, "served_model": r.served_model} for r in spec.remote],
                 "limit": spec.limit, "target": spec.target, "budget_minutes": spec.budget_minutes,
                 "device": spec.device, "dtype": spec.dtype,
                 "profile": spec.profile.name if spec.profile else None},
         "candidates": [{"model": c.entry.id, "params": c.entry.params, "fit": c.fit, "cached": c.cached,
-                        "usable": c.usable, "predicted_bytes": c.predicted_bytes, "reason": c.reason}
+                        "usable": c.usable, "predicted_bytes": c.predicted_bytes, "reason": c.reason,
+                        "endpoint": c.endpoint, "served_model": c.served_model}
                        for c in run.candidates],
         "trials": [_trial(t) for t in run.trials],
         "recommendation": run.recommendation.to_dict() if run.recommendation else None,
@@ -122,5 +124,5 @@ def trials_from_report(data: dict[str, Any], task: Any, store: Any) -> list[Any]
         )
         correct = verdict.per_example(task, store.done_examples(result.key)) if result.key else {}
         out.append(TrialOutcome(t["model"], t["params"], t["kind"], t["strategy"], "ok", t.get("reason", ""),
-                                result, t.get("predicted_bytes", 0), correct))
+                                result, t.get("predicted_bytes", 0), correct, t.get("where", "local")))
     return out

@@ -26,6 +26,17 @@ from sizer.core.trial import TrialCancelled, TrialResult, TrialSpec, run_trial
 from sizer.core import verdict
 
 ESTIMATE_CONTEXT = 2048
+REMOTE_STRATEGIES = ("zero-shot", "few-shot")
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    """A candidate served by an OpenAI-compatible engine: the catalog id of its weights (for its
+    size on the ladder), the server's URL and the name it serves the model under."""
+
+    model: str
+    url: str
+    served_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class RunSpec:
     profile: HardwareProfile | None = None  # a machine to report fit and speed for, besides this one
     device: str | None = None
     dtype: str | None = None
+    remote: tuple[RemoteModel, ...] = ()  # candidates on serving engines, walked in the same ladders
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,12 @@ class Candidate:
     cached: bool
     usable: bool
     reason: str = ""
+    endpoint: str | None = None        # set for a candidate on a serving engine
+    served_model: str | None = None
+
+    @property
+    def where(self) -> str:
+        return self.endpoint or "local"
 
 
 @dataclass
@@ -63,6 +81,7 @@ class TrialOutcome:
     result: TrialResult | None = None
     predicted_bytes: int = 0
     correct: dict[str, float] = field(default_factory=dict)  # example id -> per-example score
+    where: str = "local"               # "local", or the serving engine's URL
 
 
 @dataclass
@@ -98,7 +117,16 @@ def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProf
         if report.level == "no":
             reason = "does not fit this machine's free memory"
         out.append(Candidate(entry, report.level, predicted, cached, cached and report.level != "no", reason))
-    return out
+    out += [_remote_candidate(r, catalog) for r in spec.remote]
+    return sorted(out, key=lambda c: -c.entry.params)
+
+
+def _remote_candidate(remote: RemoteModel, catalog: Catalog) -> Candidate:
+    entry = catalog.find(remote.model)
+    if entry is None:
+        raise SizerError(f"--endpoint-model {remote.model!r}: give the catalog id of the served weights "
+                         "(their size places them on the ladder); see `sizer catalog list`")
+    return Candidate(entry, "remote", 0, True, True, f"served at {remote.url}", remote.url, remote.served_model)
 
 
 def _ladder_order(sizes: int) -> Callable[[Callable[[int], bool]], int | None]:
@@ -142,12 +170,16 @@ class _Walker:
         self.skip: threading.Event | None = None
 
     def trial(self, cand: Candidate, strategy: str) -> TrialOutcome:
-        cached = self.reuse.get((cand.entry.id, strategy))
+        cached = self.reuse.get((cand.entry.id, strategy, cand.where))
         if cached is not None and cached.status == "ok":
             outcome = cached
+        elif cand.endpoint and strategy not in REMOTE_STRATEGIES:
+            outcome = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "skipped",
+                                   "a serving engine runs zero-shot and few-shot trials only", where=cand.where)
         elif time.monotonic() > self.deadline:
             outcome = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "skipped",
-                                   "the run's time budget is spent", predicted_bytes=cand.predicted_bytes)
+                                   "the run's time budget is spent", predicted_bytes=cand.predicted_bytes,
+                                   where=cand.where)
         else:
             outcome = self._run(cand, strategy)
         self.run.trials.append(outcome)
@@ -156,10 +188,11 @@ class _Walker:
 
     def _run(self, cand: Candidate, strategy: str) -> TrialOutcome:
         base = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "error",
-                            predicted_bytes=cand.predicted_bytes)
+                            predicted_bytes=cand.predicted_bytes, where=cand.where)
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
                        dtype=self.spec.dtype, stop_below=None if self.exhaustive else self.bar,
-                       budget_s=self._training_budget(strategy))
+                       budget_s=self._training_budget(strategy), endpoint=cand.endpoint,
+                       served_model=cand.served_model)
         try:
             result = run_trial(self.spec.task, ts, self.store, self.sink, _AnySet(self.cancel, self.skip),
                                catalog=self.catalog)
@@ -230,7 +263,7 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
                          "see `sizer catalog list --fits`, download one, or name models with --models")
     own_store = store is None
     store = store or TrialStore.open()
-    walker = _Walker(spec, run, store, sink, cancel, catalog, on_update, {(t.model, t.strategy): t for t in reuse})
+    walker = _Walker(spec, run, store, sink, cancel, catalog, on_update, {(t.model, t.strategy, t.where): t for t in reuse})
     walker.exhaustive, walker.skip = exhaustive, skip
     try:
         (_grid if exhaustive else _walk_ladders)(walker, usable)
@@ -252,7 +285,8 @@ def _walk_ladders(walker: _Walker, usable: list[Candidate]) -> None:
     reference_cand = max(usable, key=lambda c: c.entry.params)
     if walker.bar is not None:
         walker.size(reference_cand, spec.strategies)
-        walker.reference = verdict.best(t for t in walker.run.trials if t.model == reference_cand.entry.id)
+        walker.reference = verdict.best(t for t in walker.run.trials
+                                        if (t.model, t.where) == (reference_cand.entry.id, reference_cand.where))
     else:
         walker.reference = verdict.best(walker.trial(reference_cand, s) for s in spec.strategies)
         if walker.reference is not None:
