@@ -152,6 +152,12 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
         speed = {"load_s": round(load_s, 3), **timing}
         mem = {"peak_bytes": memory.peak_bytes + reused, "device": device,
                "measured_by": memory.method + (" (model reused from the previous trial: its measured load added)" if reused else "")}
+        if device == "cpu" and mem["peak_bytes"] < 2**20:
+            # The resident set did not grow: the allocator reused memory an earlier, larger model
+            # freed in this process. Nothing honest to report; a trial on its own measures it.
+            mem = {"peak_bytes": None, "device": device,
+                   "measured_by": "not measurable here: the process reused memory freed by an earlier model "
+                                  "(run `sizer trial` for this model alone to measure it)"}
         speed, mem = _measured_before(store, key, speed, mem)
         if not remote:
             mem.setdefault("predicted_bytes", predicted_peak(entry, local, dtype, device, settings))
