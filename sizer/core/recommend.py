@@ -113,9 +113,10 @@ def _levers(run: Any, reference: Any) -> list[str]:
     tried = {t.strategy for t in run.trials}
     steps = []
     for t in run.trials:
-        hint = t.result.settings.get("learning_curve_hint") if t.result else None
-        if hint:
-            steps.append(f"{short(t.model)}: {hint}")
+        curve = t.result.settings.get("learning_curve") if t.result else None
+        words = curve.get("estimate", {}).get("words") if isinstance(curve, dict) else None
+        if words:
+            steps.append(f"{short(t.model)} {t.strategy}, learning curve: {words}")
     if "fine-tune" not in tried:
         steps.append("Fine-tune: labelled examples usually move small models most; add fine-tune to the strategies.")
     if spec.task.kind != "classify" and not spec.task.documents:
