@@ -45,7 +45,7 @@ def build(repo_id: str, hub: Path, tokenizer: Path) -> float:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from sizer.core.catalog import config_path, read_config
+    from sizer.core.catalog_build import config_path, read_config
     from sizer.core.paths import repo_root_catalogs
 
     began = time.perf_counter()

@@ -43,15 +43,16 @@ def log(text: str) -> None:
 def model_entry():
     """The catalog entry of SmolLM2-135M-Instruct; built from the catalog's sources when the
     family files have not been generated yet."""
-    from sizer.core import catalog as cat
+    from sizer.core.catalog import CARDS_FILE, catalog_dir, entry_from_config, load_catalog
+    from sizer.core.catalog_build import config_path, read_cards, read_config
     from sizer.core.errors import SizerError
 
     try:
-        return cat.load_catalog().get(MODEL_ID)
+        return load_catalog().get(MODEL_ID)
     except SizerError:
-        directory = cat.catalog_dir()
-        card = cat.read_cards(directory / cat.CARDS_FILE)[MODEL_ID]
-        return cat.entry_from_config(MODEL_ID, cat.read_config(cat.config_path(directory, MODEL_ID)), card)
+        directory = catalog_dir()
+        card = read_cards(directory / CARDS_FILE)[MODEL_ID]
+        return entry_from_config(MODEL_ID, read_config(config_path(directory, MODEL_ID)), card)
 
 
 class OneModel:

@@ -9,23 +9,10 @@ from pathlib import Path
 import pytest
 
 from sizer.cli import main
-from sizer.core.catalog import (
-    CARDS_FILE,
-    Catalog,
-    build,
-    catalog_dir,
-    config_path,
-    count_parameters,
-    entry_from_config,
-    entry_to_dict,
-    family_files,
-    load_catalog,
-    quant_of,
-    read_cards,
-    read_config,
-    transformers_knows,
-    write_family_file,
-)
+from sizer.core.catalog import CARDS_FILE, Catalog, catalog_dir, entry_from_config, family_files, load_catalog
+from sizer.core.catalog_build import build, config_path, read_cards, read_config
+from sizer.core.catalog_config import count_parameters, quant_of, transformers_knows
+from sizer.core.catalog_file import entry_to_dict, write_family_file
 from sizer.core.errors import SizerError
 
 SHIPPED = catalog_dir()

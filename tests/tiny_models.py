@@ -17,14 +17,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sizer.core.catalog import (
-    ModelEntry,
-    config_path,
-    entry_from_config,
-    read_cards,
-    read_config,
-    write_family_file,
-)
+from sizer.core.catalog import ModelEntry, entry_from_config
+from sizer.core.catalog_build import config_path, read_cards, read_config
+from sizer.core.catalog_file import write_family_file
 from sizer.core.paths import repo_root_catalogs
 from sizer.core.resolve import package_dir
 

@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from sizer.core.catalog import Catalog, ModelEntry, entry_to_dict, load_catalog
+from sizer.core.catalog import Catalog, ModelEntry, load_catalog
+from sizer.core.catalog_file import entry_to_dict
 from sizer.core.errors import SizerError
 
 

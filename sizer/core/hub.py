@@ -17,18 +17,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sizer.core.catalog import (
-    Catalog,
-    ModelEntry,
-    catalog_dir,
-    config_path,
-    entry_from_config,
-    family_files,
-    load_catalog,
-    quant_of,
-    transformers_knows,
-    write_family_file,
-)
+from sizer.core.catalog import Catalog, ModelEntry, catalog_dir, entry_from_config, family_files, load_catalog
+from sizer.core.catalog_build import config_path
+from sizer.core.catalog_config import quant_of, transformers_knows
+from sizer.core.catalog_file import write_family_file
 from sizer.core.errors import SizerError
 from sizer.core.events import Message, Progress, Sink, null_sink
 from sizer.core.fileio import atomic_write_text

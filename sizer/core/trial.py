@@ -179,7 +179,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
 def predicted_peak(entry: ModelEntry, local: Any, dtype: str, device: str, settings: dict) -> int | None:
     """The estimator's allocator-level peak for this trial's workload (the shared prefix plus one
     pack of 2048 tokens; encoders: batches of 64 at their window), to show beside the measurement."""
-    from sizer.core.catalog import quant_of
+    from sizer.core.catalog_config import quant_of
     from sizer.core.estimate_memory import inference_memory
     from sizer.core.quant import parse_precision
 
