@@ -18,7 +18,9 @@ from hub_fixture import hub_server  # noqa: F401  (pytest fixture)
 import tiny_models
 from sizer.cli import main
 from sizer.core import download as dl
+from sizer.core import download_plan as plan
 from sizer.core.catalog import Catalog, GGUFRepo, ModelEntry
+from sizer.core.download_progress import DownloadCancelled
 from sizer.core.errors import SizerError
 from sizer.core.events import Message, Progress
 from sizer.core.resolve import locate, package_dir
@@ -100,7 +102,7 @@ def test_sharded_download_fetches_only_trial_files_and_is_found_by_the_trial_eng
     events = []
     # Sizing reads the listing and fetches the small shard index (it names the shards).
     assert dl.download_size(entry) == sum(p.stat().st_size for p in models.sharded.iterdir()
-                                          if p.is_file() and p.name not in ("README.md", dl.WEIGHTS_INDEX))
+                                          if p.is_file() and p.name not in ("README.md", plan.WEIGHTS_INDEX))
     path = dl.download(entry, sink=events.append)
 
     fetched = sorted(p.name for p in path.iterdir())
@@ -115,7 +117,7 @@ def test_sharded_download_fetches_only_trial_files_and_is_found_by_the_trial_eng
 
     progress = [e for e in events if isinstance(e, Progress)]
     assert progress[-1].stage == "download"
-    total = sum((path / n).stat().st_size for n in fetched if n != dl.WEIGHTS_INDEX)
+    total = sum((path / n).stat().st_size for n in fetched if n != plan.WEIGHTS_INDEX)
     assert progress[-1].done == progress[-1].total == total
     assert "/s, ETA" in progress[-1].detail
 
@@ -147,7 +149,7 @@ def test_gguf_download_resumes_a_dropped_connection_with_a_range_request(hub, mo
     # The server sent half; huggingface_hub keeps what it had written (whole 10 MB chunks) and asks for the rest.
     assert 0 < resumed_at <= models.gguf.stat().st_size // 2
     # The GGUF repo has no config: the base repo's config and tokenizer came along.
-    assert dl._cached(BASE, "config.json", entry.revision) and dl._cached(BASE, "tokenizer.json", entry.revision)
+    assert plan._cached(BASE, "config.json", entry.revision) and plan._cached(BASE, "tokenizer.json", entry.revision)
     assert Catalog([entry]).is_cached(entry)
     assert dl.download_size(entry, "Q4_1") == 0
 
@@ -160,7 +162,7 @@ def test_a_cancelled_download_leaves_no_partial_file_and_the_next_call_completes
         if isinstance(event, Progress):
             cancel.set()
 
-    with pytest.raises(dl.DownloadCancelled):
+    with pytest.raises(DownloadCancelled):
         dl.download(entry, quant="Q4_1", sink=sink, cancel=cancel)
     leftovers = [p.name for p in cache_files(tmp_path)]
     assert not [n for n in leftovers if n.endswith(".incomplete") or n == GGUF_FILE]
