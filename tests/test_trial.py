@@ -4,6 +4,9 @@ random-initialised model in a private Hugging Face cache, and bad input through 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,7 +61,12 @@ def assert_sane_result(result: dict, limit: int) -> None:
     assert result["split"]["train"] > 0
     assert result["speed"]["examples_per_s"] > 0
     assert result["speed"]["scored"] + result["speed"]["cached"] == limit
-    assert result["memory"]["peak_bytes"] > 0
+    memory = result["memory"]
+    # In this long-lived test process a small model can fit in memory an earlier test's model
+    # freed; the trial then says so instead of reporting a number (a fresh process measures it:
+    # test_a_fresh_process_measures_peak_memory).
+    assert (memory["peak_bytes"] or 0) > 0 or memory["measured_by"].startswith("not measurable here")
+    assert memory["predicted_bytes"] > 0
 
 
 # ---- 1. end to end on the offline models ------------------------------------------------------
@@ -205,6 +213,16 @@ def test_allow_pickle_loads_pickled_weights(trial_env, capsys):
     result, _ = trial_json(capsys, BANKING, "--model", TINY_PICKLE, "--limit", "8", "--strategy", "zero-shot",
                            "--allow-pickle")
     assert_sane_result(result, 8)
+
+
+def test_a_fresh_process_measures_peak_memory(trial_env):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sizer", "trial", BANKING, "--model", TINY, "--limit", "8", "--json"],
+        capture_output=True, text=True, env={**os.environ, **trial_env}, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    memory = json.loads(proc.stdout)["memory"]
+    assert memory["peak_bytes"] > 2**20 and memory["measured_by"] == "RSS high-water mark"
 
 
 def test_remote_code_is_not_run_without_trust_remote_code(trial_env, tiny_hub, capsys):
