@@ -4,12 +4,11 @@ with huggingface_hub and network failures turned into one-line SizerErrors (neve
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 from sizer.core.errors import SizerError
-from sizer.core.hub import hub_endpoint
+from sizer.core.hub import hub_endpoint, network_errors
 from sizer.core.paths import hf_cache_dir
 
 
@@ -30,18 +29,6 @@ def fetch_file(repo: str, filename: str, revision: str, bar: type | None = None)
     with hub_errors(repo, filename, revision):
         return Path(hf_hub_download(repo, filename, revision=revision, endpoint=hub_endpoint(),
                                     cache_dir=hf_cache_dir(), tqdm_class=bar))
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    from huggingface_hub import errors
-
-    kinds: list[type[BaseException]] = [ConnectionError, TimeoutError, errors.LocalEntryNotFoundError,
-                                        errors.OfflineModeIsEnabled]
-    for client in ("httpx2", "httpx"):  # whichever HTTP client this huggingface_hub uses
-        module = sys.modules.get(client)
-        if module is not None and hasattr(module, "TransportError"):
-            kinds.append(module.TransportError)
-    return tuple(kinds)
 
 
 def _status(exc: Any) -> int | None:
@@ -73,7 +60,7 @@ def hub_errors(repo: str, filename: str | None = None, revision: str | None = No
                          "run `sizer catalog refresh` for this model") from None
     except errors.HfHubHTTPError as exc:
         raise _http_error(repo, _status(exc)) from None
-    except _network_errors() as exc:
+    except network_errors() as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SizerError(f"cannot reach the Hugging Face Hub at {endpoint} ({reason}); {repo} not downloaded") from None
     except OSError as exc:  # after the HTTP errors above, which are OSErrors too: a full disk, a consistency check

@@ -62,10 +62,12 @@ def _offline_error(reason: str) -> SizerError:
     )
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
+def network_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean the Hub could not be reached (or may not be, in offline mode)."""
     from huggingface_hub import errors
 
-    kinds: list[type[BaseException]] = [ConnectionError, TimeoutError, errors.LocalEntryNotFoundError]
+    kinds: list[type[BaseException]] = [ConnectionError, TimeoutError, errors.LocalEntryNotFoundError,
+                                        errors.OfflineModeIsEnabled]
     for client in ("httpx2", "httpx"):  # whichever HTTP client this huggingface_hub uses
         module = sys.modules.get(client)
         if module is not None and hasattr(module, "TransportError"):
@@ -89,7 +91,7 @@ def _hub_errors(repo_id: str) -> Iterator[None]:
     except errors.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "an error"
         raise SizerError(f"{repo_id}: the Hub answered {status}; try again later") from None
-    except _network_errors() as exc:
+    except network_errors() as exc:
         raise _offline_error(str(exc) or type(exc).__name__) from None
 
 
