@@ -115,7 +115,37 @@ def test_causal_activations_include_logits_for_every_position():
     assert m.activations.bytes > logits
     cuda = inference_memory(TINY, bf16(), 256, 2, "cuda")
     assert cuda.activations.bytes >= logits
-    assert cuda.overhead.bytes > 0 and m.overhead.bytes == 0
+    assert cuda.overhead.bytes > 0
+    # CPU: loading bookkeeping 11.5 MiB + 4 layers x 0.5 MiB, inside the resident-set increment
+    assert m.overhead.bytes == int(11.5 * 2**20) + 4 * 2**19
+    assert m.measured_bytes == m.total_bytes and cuda.measured_bytes == cuda.peak_bytes
+
+
+def test_cpu_counts_two_layer_working_sets_and_cuda_one():
+    # context 256 x batch 2 = 512 tokens, bf16 (2 bytes); qkv (8 + 2x2) x 8 = 96, rope (8 + 2) x 8 = 80
+    # attention 512 x (3x64 + 96 + 80) x 2 + causal mask 2 x 256^2 x 1 = 376,832 + 131,072 = 507,904
+    # mlp 512 x (3x64 + 3x128) x 2 = 589,824 -> the layer's working set; logits 512 x 1000 x 2 = 1,024,000
+    cpu = inference_memory(TINY, bf16(), 256, 2, "cpu")
+    assert cpu.activations.bytes == 589_824 * 3 // 2 + 1_024_000  # glibc keeps freed blocks in its heap
+    cuda = inference_memory(TINY, bf16(), 256, 2, "cuda")
+    assert cuda.activations.bytes == 1_024_000 + 32 * 2**20  # the caching allocator reuses them
+
+
+def test_encoder_mlp_holds_two_hidden_and_two_intermediate_tensors():
+    enc = dataclasses.replace(TINY, kind="encoder", intermediate_size=512, kv_heads=8)
+    # 512 tokens, fp32: mlp max(2x64 + 2x512, 5x64 + 512) = 1152 wide -> 512 x 1152 x 4 = 2,359,296;
+    # attention 512 x (3x64 + 192 qkv) x 4 + padding mask 2 x 256^2 x 4 = 1,310,720 is smaller;
+    # mean pooling 3 x 512 x 64 x 4 = 393,216
+    m = inference_memory(enc, parse_precision("fp32"), 256, 2, "cpu")
+    assert m.activations.bytes == 2_359_296 * 3 // 2 + 393_216
+    assert m.kv_cache.bytes == 0
+
+
+def test_gguf_load_transient_counts_the_mapped_file_and_two_metadata_parses():
+    # 5 parts x 1000 vocab entries x 680 bytes = 3,400,000, plus a tenth left from the config's parse
+    m = inference_memory(TINY, parse_precision("Q4_K_M"), 16)
+    assert m.load_transient.bytes == gguf_file_bytes(TINY, "Q4_K_M")[0] + 3_740_000
+    assert inference_memory(TINY, parse_precision("Q4_K_M"), 16, device_kind="cuda").load_transient.bytes == 0
 
 
 def test_training_full_lora_qlora():

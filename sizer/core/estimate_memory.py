@@ -31,10 +31,20 @@ CUDA_CONTEXT_BYTES = int(0.5 * GIB)  # CUDA context and kernels; torch's allocat
 # torch allocates cuBLAS's workspace through its caching allocator: 8 x 4 MiB on Hopper by default
 # (CUBLAS_WORKSPACE_CONFIG=:4096:8); older GPUs take less, so this is the upper figure.
 CUBLAS_WORKSPACE_BYTES = 32 * MIB
+# What loading a model through transformers costs the process besides tensors: module objects,
+# the loader's per-tensor records and its worker threads' heaps. Measured on CPU (transformers 5,
+# glibc): 11.5 MiB + 0.5 MiB per layer, the same for hidden sizes 576 and 896 and for fp32/bf16.
+LOAD_BOOKKEEPING_BYTES = int(11.5 * MIB)
+LOAD_BOOKKEEPING_PER_LAYER = MIB // 2
 # gguf-py's GGUFReader keeps a numpy view per metadata value part (~680 B each, measured on
 # gguf 0.18); a BPE vocabulary has ~5 parts per token: token (2), token type (1), merge (2).
 GGUF_READER_BYTES_PER_PART = 680
 GGUF_PARTS_PER_VOCAB_ENTRY = 5
+# transformers parses the metadata once for the config before the parse that loads the tensors;
+# the first parse's small blocks, freed, stay partly in the C heap (measured on SmolLM2-135M:
+# 15-30 MiB of its 159 MiB beyond the loading bookkeeping, with glibc's mmap threshold pinned
+# or dynamic).
+GGUF_EARLIER_PARSE_LEFT = 0.1
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")  # every linear layer of a block
 ADAPTER_BYTES_PER_PARAM = 16  # fp32 weight + fp32 grad + two fp32 AdamW moments
 
@@ -94,6 +104,12 @@ class MemoryEstimate:
     def total_bytes(self) -> int:
         """What the device must have free: peak plus runtime overhead."""
         return self.peak_bytes + self.overhead.bytes
+
+    @property
+    def measured_bytes(self) -> int:
+        """The figure a measurement in the process sees: on CPU the resident-set increment holds the
+        loading bookkeeping too; on CUDA torch's allocator never sees the context."""
+        return self.total_bytes if self.device_kind == "cpu" else self.peak_bytes
 
     @property
     def terms(self) -> list[Term]:
@@ -240,14 +256,16 @@ def layer_working_set(entry: ModelEntry, context: int, batch: int, a: int, atten
     """Bytes alive inside one block during a no-grad forward pass: the larger of its two phases.
 
     attention: residual, normed input, q/k/v, rotated q/k, attention output (+ scores or mask);
-    MLP: residual, normed input, output, and the intermediate tensors (gated: act(gate), up and
-    their product; plain: up and act(up)).
+    MLP, gated (pre-norm decoders): residual, normed input, output, act(gate), up and their product;
+    plain (post-norm encoders): the layer's input and the attention output with up and act(up),
+    then, at the closing add-and-norm, those two with act(up), the projection, the sum and its norm.
     """
     tokens = batch * context
     h, i = entry.hidden_size, entry.intermediate_size
     qkv = (entry.heads + 2 * entry.kv_heads) * entry.head_dim
     rope = (entry.heads + entry.kv_heads) * entry.head_dim if entry.kind != "encoder" else 0
-    copies = 3 if is_gated_mlp(entry) else 2
+    mlp_width, mlp_how = (3 * h + 3 * i, f"3x{h} + 3x{i}") if is_gated_mlp(entry) else max(
+        (2 * h + 2 * i, f"2x{h} + 2x{i}"), (5 * h + i, f"5x{h} + {i}"))
     if attention == "eager":
         extra = batch * entry.heads * context * context * (a + 4)  # scores + fp32 softmax
         extra_how = f"scores {batch} x {entry.heads} heads x {context:,}^2 x ({a}+4) bytes"
@@ -258,10 +276,10 @@ def layer_working_set(entry: ModelEntry, context: int, batch: int, a: int, atten
         extra = batch * context * context  # the boolean causal mask the sdpa path builds
         extra_how = f"mask {batch} x {context:,}^2 x 1 byte"
     attn = tokens * (3 * h + qkv + rope) * a + extra
-    mlp = tokens * (3 * h + copies * i) * a
+    mlp = tokens * mlp_width * a
     how = (
         f"max(attention {tokens:,} tokens x (3x{h} + {qkv} qkv + {rope} rope) x {a} bytes + {extra_how}, "
-        f"mlp {tokens:,} tokens x (3x{h} + {copies}x{i}) x {a} bytes)"
+        f"mlp {tokens:,} tokens x ({mlp_how}) x {a} bytes)"
     )
     return max(attn, mlp), how
 
@@ -272,9 +290,12 @@ def activations_term(
     """Peak working set of one forward pass at `context` x `batch`.
 
     Causal LMs compute logits for every position (batch x context x vocab x bytes), as scoring does;
-    encoders end in mean pooling. On CPU, glibc keeps the freed per-layer working set in its heap,
-    so the head comes on top of it; torch's CUDA caching allocator reuses it, so there the larger
-    of the two counts.
+    encoders end in mean pooling. On CPU, glibc keeps freed blocks in its heap: once a large block
+    is freed, its dynamic mmap threshold rises and later blocks of that size come from the heap,
+    where the next layer cannot reuse all of the previous layer's holes. The resident set then
+    holds about one and a half layers' working sets (measured over decoders and encoders, fp32 and
+    bf16; one with the threshold pinned), and the head comes on top of them. torch's CUDA caching
+    allocator reuses blocks, so there the larger of one working set and the head counts.
     """
     layer, how = layer_working_set(entry, context, batch, a, attention)
     tokens = batch * context
@@ -286,7 +307,8 @@ def activations_term(
         logits = tokens * entry.vocab_size * a
         logits_how = f"logits {tokens:,} tokens x {entry.vocab_size:,} vocab x {a} bytes"
     if device_kind == "cpu":
-        return Term("activations", layer + logits, f"{logits_how} + layer working set ({how})")
+        return Term("activations", layer * 3 // 2 + logits,
+                    f"{logits_how} + 1.5 x layer working set, freed blocks kept in the C heap ({how})")
     if device_kind == "cuda":
         total = max(layer, logits) + CUBLAS_WORKSPACE_BYTES
         return Term("activations", total, f"max({logits_how}, layer working set: {how}) + cuBLAS workspace 32 MiB")
@@ -298,14 +320,15 @@ def load_transient_term(entry: ModelEntry, precision: Precision, device_kind: st
     if precision.kind == "gguf":
         file_bytes, _ = gguf_file_bytes(entry, precision.name)
         parts = GGUF_PARTS_PER_VOCAB_ENTRY * entry.vocab_size
-        meta = parts * GGUF_READER_BYTES_PER_PART
+        meta = int(parts * GGUF_READER_BYTES_PER_PART * (1 + GGUF_EARLIER_PARSE_LEFT))
         if device_kind != "cpu":
             return Term("load transient", 0, "none on the GPU: tensors are de-quantized on the host, then copied")
         return Term(
             "load transient",
             file_bytes + meta,
             f"GGUF file mapped while de-quantizing ({fmt_bytes(file_bytes)}) + gguf-py metadata "
-            f"{GGUF_PARTS_PER_VOCAB_ENTRY} x {entry.vocab_size:,} vocab entries x {GGUF_READER_BYTES_PER_PART} bytes",
+            f"{GGUF_PARTS_PER_VOCAB_ENTRY} x {entry.vocab_size:,} vocab entries x {GGUF_READER_BYTES_PER_PART} bytes "
+            f"x {1 + GGUF_EARLIER_PARSE_LEFT} (the config's earlier parse, freed, stays partly in the C heap)",
         )
     source = checkpoint_float(entry)
     if precision.kind == "float" and precision.name == source:
@@ -320,12 +343,18 @@ def load_transient_term(entry: ModelEntry, precision: Precision, device_kind: st
     return Term("load transient", 0, f"none on the GPU: tensors are converted from {source} on the host, then copied")
 
 
-def overhead_term(device_kind: str, reserved: bool = False) -> Term:
+def overhead_term(entry: ModelEntry, device_kind: str, reserved: bool = False) -> Term:
     if device_kind == "cuda" and reserved:
         return Term("runtime overhead", 0, "already reserved: the device's free memory excludes the CUDA context")
     if device_kind == "cuda":
         return Term("runtime overhead", CUDA_CONTEXT_BYTES, "CUDA context + cuBLAS workspace, ~0.5 GiB")
-    return Term("runtime overhead", 0, "none counted: the loaded framework is not part of the model's increment")
+    if device_kind == "cpu":
+        return Term(
+            "runtime overhead",
+            LOAD_BOOKKEEPING_BYTES + entry.layers * LOAD_BOOKKEEPING_PER_LAYER,
+            f"loading bookkeeping (module objects, loader records and threads): 11.5 MiB + {entry.layers} layers x 0.5 MiB",
+        )
+    return Term("runtime overhead", 0, "none counted: the framework's own memory is not part of the model's increment")
 
 
 def inference_memory(
@@ -360,7 +389,7 @@ def inference_memory(
         kv_cache=kv_cache_term(entry, context, batch, a),
         activations=activations_term(entry, context, batch, a, device_kind, attention),
         load_transient=load_transient_term(entry, precision, device_kind),
-        overhead=overhead_term(device_kind, overhead_reserved),
+        overhead=overhead_term(entry, device_kind, overhead_reserved),
         notes=tuple(notes),
     )
 

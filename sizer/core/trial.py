@@ -177,7 +177,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
 
 
 def predicted_peak(entry: ModelEntry, local: Any, dtype: str, device: str, settings: dict) -> int | None:
-    """The estimator's allocator-level peak for this trial's workload (the shared prefix plus one
+    """The estimator's figure, as the trial's measurement sees it, for this trial's workload (the shared prefix plus one
     pack of 2048 tokens; encoders: batches of 64 at their window), to show beside the measurement."""
     from sizer.core.catalog_config import quant_of
     from sizer.core.estimate_memory import inference_memory
@@ -186,10 +186,10 @@ def predicted_peak(entry: ModelEntry, local: Any, dtype: str, device: str, setti
     kind = "cpu" if device == "cpu" else device.split(":")[0]
     try:
         if entry.kind == "encoder":
-            return inference_memory(entry, parse_precision("fp32"), min(entry.max_context, 128), 64, kind).peak_bytes
+            return inference_memory(entry, parse_precision("fp32"), min(entry.max_context, 128), 64, kind).measured_bytes
         name = (quant_of(local.gguf_file) or dtype) if local.gguf_file else dtype
         context = min(entry.max_context, int(settings.get("prefix_tokens", 0)) + 2048)
-        return inference_memory(entry, parse_precision(name), context, 1, kind).peak_bytes
+        return inference_memory(entry, parse_precision(name), context, 1, kind).measured_bytes
     except SizerError:
         return None
 
