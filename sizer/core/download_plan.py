@@ -49,10 +49,6 @@ class DownloadPlan:
     refs: tuple[tuple[str, str, str], ...] = ()  # (repo, branch or tag asked for, commit it was read at)
 
     @property
-    def total(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
     def missing(self) -> int:
         return sum(f.size for f in self.files if not f.cached)
 
