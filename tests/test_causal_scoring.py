@@ -85,3 +85,13 @@ def test_pack_mask_isolates_continuations_and_examples():
     assert mask[4, 2 + 3] and mask[4, 2 + 1]  # "9" sees "8" and the prompt's "6"
     assert not mask[5, 2 + 0]          # the second example cannot see the first
     assert pack.position_ids[0].tolist() == [2, 3, 4, 4, 5, 2, 3]
+
+
+def test_generation_from_a_shared_prefix_cache_matches_plain_generation(lm):
+    rng = random.Random(3)
+    prefix = [rng.randrange(211) for _ in range(23)]
+    shared = lm.prefix_cache(prefix)
+    for n in (1, 6):
+        prompt = prefix + [rng.randrange(211) for _ in range(n)]
+        assert lm.generate_ids(prompt, 12, shared) == lm.generate_ids(prompt, 12)
+    assert shared.get_seq_length() == len(prefix)  # each generation works on a copy

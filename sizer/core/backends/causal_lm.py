@@ -3,6 +3,7 @@ and greedy generation."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from dataclasses import dataclass
@@ -126,19 +127,32 @@ class CausalLM:
             )
         return scores
 
-    @torch.inference_mode()
-    def generate(self, prompt: list[int], max_new_tokens: int) -> tuple[str, int]:
+    def generate(self, prompt: list[int], max_new_tokens: int, shared: Any = None) -> tuple[str, int]:
         """Greedy continuation of `prompt` (token ids): the decoded text and the tokens generated."""
+        new = self.generate_ids(prompt, max_new_tokens, shared)
+        return self.tokenizer.decode(new, skip_special_tokens=True), len(new)
+
+    @torch.inference_mode()
+    def generate_ids(self, prompt: list[int], max_new_tokens: int, shared: Any = None) -> list[int]:
+        """Greedy continuation of `prompt`: the new token ids.
+
+        `shared`: `prefix_cache(prompt[:n])` for a prefix many prompts start with (instruction,
+        demonstrations); each generation then starts from a copy of it and computes only the rest.
+        """
         ids = torch.tensor([prompt], device=self.device)
+        cache = {}
+        if shared is not None and shared.get_seq_length() < len(prompt):
+            cache = self._cache_kwarg(copy.deepcopy(shared))
+        pad = None if self.tokenizer is None else (self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
         out = self.model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            pad_token_id=pad,
+            **cache,
         )
-        new = out[0, len(prompt):].tolist()
-        return self.tokenizer.decode(new, skip_special_tokens=True), len(new)
+        return out[0, len(prompt):].tolist()
 
 
 def brute_force_loglik(model: Any, ids: list[int], continuation_len: int) -> float:

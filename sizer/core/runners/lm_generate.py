@@ -45,9 +45,11 @@ class LMGenerateRunner:
         return settings, self.plan.digest(), kept
 
     def predict(self, task: Any, examples: Sequence, on_batch: Callable[[list[dict]], None]) -> None:
+        prefix = list(self.plan.prefix)
+        shared = self.lm.prefix_cache(prefix) if prefix else None  # run once, copied into each generation
         for example in examples:
             began = time.perf_counter()
-            text, generated = self.lm.generate(list(self.plan.prefix) + list(self._parts[example.id]), self.max_new_tokens)
+            text, generated = self.lm.generate(prefix + list(self._parts[example.id]), self.max_new_tokens, shared)
             on_batch([{"example_id": example.id, "gold": example.reference, "prediction": text,
                        "latency_s": time.perf_counter() - began, "tokens": generated}])
 
