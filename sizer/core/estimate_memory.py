@@ -264,8 +264,7 @@ def layer_working_set(entry: ModelEntry, context: int, batch: int, a: int, atten
     h, i = entry.hidden_size, entry.intermediate_size
     qkv = (entry.heads + 2 * entry.kv_heads) * entry.head_dim
     rope = (entry.heads + entry.kv_heads) * entry.head_dim if entry.kind != "encoder" else 0
-    mlp_width, mlp_how = (3 * h + 3 * i, f"3x{h} + 3x{i}") if is_gated_mlp(entry) else max(
-        (2 * h + 2 * i, f"2x{h} + 2x{i}"), (5 * h + i, f"5x{h} + {i}"))
+    mlp_width, mlp_how = _mlp_width(entry)
     if attention == "eager":
         extra = batch * entry.heads * context * context * (a + 4)  # scores + fp32 softmax
         extra_how = f"scores {batch} x {entry.heads} heads x {context:,}^2 x ({a}+4) bytes"
@@ -282,6 +281,14 @@ def layer_working_set(entry: ModelEntry, context: int, batch: int, a: int, atten
         f"mlp {tokens:,} tokens x ({mlp_how}) x {a} bytes)"
     )
     return max(attn, mlp), how
+
+
+def _mlp_width(entry: ModelEntry) -> tuple[int, str]:
+    """Per-token elements alive at the MLP's peak (see layer_working_set), and how."""
+    h, i = entry.hidden_size, entry.intermediate_size
+    if is_gated_mlp(entry):
+        return 3 * h + 3 * i, f"3x{h} + 3x{i}"
+    return max((2 * h + 2 * i, f"2x{h} + 2x{i}"), (5 * h + i, f"5x{h} + {i}"))
 
 
 def activations_term(
