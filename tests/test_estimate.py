@@ -264,3 +264,16 @@ def test_cli_all_ranks_fitting_models_first(capsys):
 
 def test_report_dict_is_json_serialisable():
     json.dumps(report_to_dict(fit_report(TINY, parse_precision("Q4_K_M"), 128, 1, [_cpu(8)])))
+
+
+@pytest.mark.parametrize("profile, dtype", [("1x RTX 4090", "bf16"), ("1x T4", "fp16"), ("M2 Max 64GB", "fp16"),
+                                            ("8 vCPU 32GB", "fp32")])
+def test_fit_defaults_to_the_precision_a_trial_would_use_there(profile, dtype, capsys):
+    # a trial runs bf16 on GPUs that have it, fp16 on older ones and MPS, fp32 on the CPU
+    assert main(["fit", "Qwen/Qwen2.5-0.5B-Instruct", "--profile", profile, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["dtype"] == dtype
+    assert data["memory"]["cpu"]["weights"]["bytes"] == data["params"] * {"bf16": 2, "fp16": 2, "fp32": 4}[dtype]
+    # encoders run in fp32 everywhere
+    assert main(["fit", "sentence-transformers/all-MiniLM-L6-v2", "--profile", profile, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["dtype"] == "fp32"

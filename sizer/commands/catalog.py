@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls.add_argument("--family", help="only this family (e.g. qwen2.5)")
     ls.add_argument("--fits", action="store_true", help="only models that fit this machine (or --profile)")
     ls.add_argument("--profile", metavar="NAME|FILE", help="with --fits: a simulated machine (see `sizer hw --profile`)")
-    ls.add_argument("--dtype", default="bf16", help="with --fits: precision or GGUF type (default bf16)")
+    ls.add_argument("--dtype", help="with --fits: precision or GGUF type (default: what a trial would use here)")
     ls.add_argument("--context", type=int, default=4096,
                     help="with --fits: context tokens, capped at each model's maximum (default 4096)")
     ls.add_argument("--batch", type=int, default=1, help="with --fits: batch size (default 1)")
@@ -96,16 +96,19 @@ def _fits(entries: list[ModelEntry], args: argparse.Namespace) -> dict[str, dict
     from sizer.core.estimate import fit_report
     from sizer.core.events import stream_sink
     from sizer.core.hardware import detect, simulated
+    from sizer.core.placement import planned_dtype
     from sizer.core.quant import parse_precision
 
     if args.context <= 0 or args.batch <= 0:
         raise SizerError("--context and --batch must be positive")
-    precision = parse_precision(args.dtype)
+    if args.dtype:
+        parse_precision(args.dtype)  # a bad --dtype fails before the machine is profiled
     profile = simulated(args.profile) if args.profile is not None else detect(sink=stream_sink())
     devices = profile.devices()
     found = {}
     for entry in entries:
         context = min(args.context, entry.max_context)
+        precision = parse_precision(args.dtype or planned_dtype(profile, entry.kind))
         report = fit_report(entry, precision, context, args.batch, devices)
         if report.level == "no":
             continue

@@ -18,7 +18,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("fit", help="what a model needs, whether it fits here, and how fast it would run")
     parser.add_argument("model", nargs="?", help="catalog model id or short name")
     parser.add_argument("--all", action="store_true", help="rank every catalog model for this machine")
-    parser.add_argument("--dtype", default="bf16", help="fp32, bf16, fp16, int8, int4 or a GGUF type like Q4_K_M (default bf16)")
+    parser.add_argument("--dtype", help="fp32, bf16, fp16, int8, int4 or a GGUF type like Q4_K_M "
+                        "(default: what a trial would use on the machine: bf16 on recent GPUs, fp32 on CPU)")
     parser.add_argument("--context", type=int, default=4096, help="tokens per sequence (default 4096)")
     parser.add_argument("--batch", type=int, default=1, help="sequences at once (default 1)")
     parser.add_argument("--profile", metavar="NAME|FILE", help='plan for a simulated machine, e.g. "1x RTX 4090"')
@@ -30,14 +31,17 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.model) == bool(args.all):
         raise SizerError("name one MODEL, or pass --all (not both)")
     check_shape(args.context, args.batch)
-    precision = parse_precision(args.dtype)
+    if args.dtype:
+        parse_precision(args.dtype)  # a bad --dtype fails before the machine is profiled
     from sizer.core.catalog import load_catalog
+    from sizer.core.placement import planned_dtype
 
     catalog = load_catalog()
     entries = catalog.entries if args.all else [catalog.get(args.model)]
     profile = _profile(args.profile)
     devices = profile.devices()
-    reports = [fit_report(e, precision, args.context, args.batch, devices, overhead_reserved=profile.simulated) for e in entries]
+    reports = [fit_report(e, parse_precision(args.dtype or planned_dtype(profile, e.kind)), args.context, args.batch,
+                          devices, overhead_reserved=profile.simulated) for e in entries]
     if args.all:
         reports.sort(key=lambda r: (LEVELS.index(r.level), -r.entry.params))
         _print_ranking(reports, profile, args.json)

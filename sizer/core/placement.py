@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sizer.core.errors import SizerError
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -38,6 +40,22 @@ def choose_dtype(device: str, requested: str | None = None) -> str:
     if device == "mps":
         return "fp16"
     return "fp32"
+
+
+def planned_dtype(profile: Any, kind: str = "causal") -> str:
+    """The precision a trial would run in on `profile` (this machine or a simulated one), as
+    `choose_dtype` picks it there: encoders fp32; causal LMs bf16 on a GPU that runs it (compute
+    capability 8.0 or newer; for a simulated GPU, a datasheet that lists bf16), fp16 on older GPUs
+    and Apple MPS, fp32 on the CPU."""
+    gpus = [g for g in profile.gpus if g.usable]
+    if kind == "encoder" or not gpus:
+        return "fp32"
+    gpu = gpus[0]
+    if gpu.kind == "mps":
+        return "fp16"
+    if gpu.compute_capability:
+        return "bf16" if int(gpu.compute_capability.split(".")[0]) >= 8 else "fp16"
+    return "bf16" if not gpu.figures.flops or "bf16" in gpu.figures.flops else "fp16"
 
 
 def torch_dtype(name: str):

@@ -13,6 +13,7 @@ from sizer.core.catalog import Catalog, ModelEntry
 from sizer.core.estimate import fit_report
 from sizer.core.estimate_memory import checkpoint_float, weights_term
 from sizer.core.hardware import HardwareProfile
+from sizer.core.placement import planned_dtype
 from sizer.core.quant import parse_precision
 from sizer.core.search import RunSpec, walk
 from sizer.core.trial import TrialCancelled
@@ -56,12 +57,13 @@ class RunOutcome:
     cancelled: bool = False
 
 
-def candidate_rows(catalog: Catalog, profile: HardwareProfile, dtype: str = "bf16") -> list[CandidateRow]:
-    """Every catalog model with fit level, memory and decode speed on `profile`, largest first."""
+def candidate_rows(catalog: Catalog, profile: HardwareProfile) -> list[CandidateRow]:
+    """Every catalog model with fit level, memory and decode speed on `profile`, largest first,
+    in the precision a trial would use there."""
     devices = profile.devices()
     rows = []
     for entry in sorted(catalog.entries, key=lambda e: -e.params):
-        precision = parse_precision("fp32" if entry.kind == "encoder" else dtype)
+        precision = parse_precision(planned_dtype(profile, entry.kind))
         report = fit_report(entry, precision, min(ESTIMATE_CONTEXT, entry.max_context), 1, devices,
                             overhead_reserved=profile.simulated)
         need = min(f.need_bytes for f in report.devices)
