@@ -101,14 +101,13 @@ def _fits(entries: list[ModelEntry], args: argparse.Namespace) -> dict[str, dict
 
     if args.context <= 0 or args.batch <= 0:
         raise SizerError("--context and --batch must be positive")
-    if args.dtype:
-        parse_precision(args.dtype)  # a bad --dtype fails before the machine is profiled
+    fixed = parse_precision(args.dtype) if args.dtype else None  # a bad --dtype fails before profiling
     profile = simulated(args.profile) if args.profile is not None else detect(sink=stream_sink())
     devices = profile.devices()
     found = {}
     for entry in entries:
         context = min(args.context, entry.max_context)
-        precision = parse_precision(args.dtype or planned_dtype(profile, entry.kind))
+        precision = fixed or parse_precision(planned_dtype(profile, entry.kind))
         report = fit_report(entry, precision, context, args.batch, devices)
         if report.level == "no":
             continue

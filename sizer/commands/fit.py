@@ -31,8 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.model) == bool(args.all):
         raise SizerError("name one MODEL, or pass --all (not both)")
     check_shape(args.context, args.batch)
-    if args.dtype:
-        parse_precision(args.dtype)  # a bad --dtype fails before the machine is profiled
+    fixed = parse_precision(args.dtype) if args.dtype else None  # a bad --dtype fails before profiling
     from sizer.core.catalog import load_catalog
     from sizer.core.placement import planned_dtype
 
@@ -40,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     entries = catalog.entries if args.all else [catalog.get(args.model)]
     profile = _profile(args.profile)
     devices = profile.devices()
-    reports = [fit_report(e, parse_precision(args.dtype or planned_dtype(profile, e.kind)), args.context, args.batch,
+    reports = [fit_report(e, fixed or parse_precision(planned_dtype(profile, e.kind)), args.context, args.batch,
                           devices, overhead_reserved=profile.simulated) for e in entries]
     if args.all:
         reports.sort(key=lambda r: (LEVELS.index(r.level), -r.entry.params))
