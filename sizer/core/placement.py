@@ -27,11 +27,13 @@ def choose_device(requested: str | None = None) -> str:
     return "cpu"
 
 
-def choose_dtype(device: str, requested: str | None = None) -> str:
-    """A short dtype name ("fp32", "bf16", "fp16")."""
+def choose_dtype(device: str, requested: str | None = None, kind: str = "causal") -> str:
+    """A short dtype name ("fp32", "bf16", "fp16"); sentence encoders always run in fp32."""
+    if requested and requested not in DTYPES:
+        raise SizerError(f"--dtype {requested}: use one of {', '.join(DTYPES)}")
+    if kind == "encoder":
+        return "fp32"
     if requested:
-        if requested not in DTYPES:
-            raise SizerError(f"--dtype {requested}: use one of {', '.join(DTYPES)}")
         return requested
     if device.startswith("cuda"):
         import torch

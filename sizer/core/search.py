@@ -109,7 +109,7 @@ def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProf
     device = choose_device(spec.device)
     out = []
     for entry in sorted(entries, key=lambda e: -e.params):
-        dtype = choose_dtype(device, spec.dtype) if entry.kind != "encoder" else "fp32"
+        dtype = choose_dtype(device, spec.dtype, entry.kind)
         report = fit_report(entry, parse_precision(dtype), min(ESTIMATE_CONTEXT, entry.max_context), 1, here.devices())
         predicted = max(m.total_bytes for m in report.memory.values())
         cached = catalog.is_cached(entry)

@@ -126,7 +126,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     remote = remote_candidate(spec, catalog) if spec.endpoint else None
     entry = remote or catalog.get(spec.model)
     device = "remote" if remote else choose_device(spec.device)
-    dtype = "server" if remote else choose_dtype(device, spec.dtype)
+    dtype = "server" if remote else choose_dtype(device, spec.dtype, entry.kind)
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
     test = shuffled(limit_examples(test, spec.limit, seed, task.kind), seed)
@@ -142,7 +142,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             load_s = time.perf_counter() - began
             reused = model_cache.reused_bytes()
             settings, digest, test = runner.prepare(task, train, test)
-            settings = {**settings, "device": device, "dtype": dtype if entry.kind != "encoder" else "fp32", "seed": seed}
+            settings = {**settings, "device": device, "dtype": dtype, "seed": seed}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "strategy": spec.strategy, "settings": settings, "task": task.name})
             records, timing, status = _predict(task, runner, test, store, key, entry.id, spec, sink, cancel)
@@ -186,7 +186,7 @@ def predicted_peak(entry: ModelEntry, local: Any, dtype: str, device: str, setti
     kind = "cpu" if device == "cpu" else device.split(":")[0]
     try:
         if entry.kind == "encoder":
-            return inference_memory(entry, parse_precision("fp32"), min(entry.max_context, 128), 64, kind).measured_bytes
+            return inference_memory(entry, parse_precision(dtype), min(entry.max_context, 128), 64, kind).measured_bytes
         name = (quant_of(local.gguf_file) or dtype) if local.gguf_file else dtype
         context = min(entry.max_context, int(settings.get("prefix_tokens", 0)) + 2048)
         return inference_memory(entry, parse_precision(name), context, 1, kind).measured_bytes
