@@ -14,12 +14,14 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from sizer.core.hardware import simulated
 from sizer.core.task import ROW_KEYS, TABLE_KEYS, TOP_KEYS, Task, load_task
 from sizer.core.task_write import dump_task, save_task
 from sizer.tui import task_form
 from sizer.tui.app import SizerApp
+from sizer.tui.screens.dialogs import PathDialog
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_TASKS = sorted((ROOT / "examples").glob("*.toml"))
@@ -270,16 +272,24 @@ def test_save_task_is_atomic_and_leaves_no_temp_file(tmp_path, monkeypatch):
 async def _open_edit_save(app: SizerApp, pilot, source: Path, target: Path, edit: tuple[str, ...] = ()) -> None:
     """On the Task screen: o, the source's path, enter; the `edit` keys; ctrl+s, the target's path, enter."""
     await pilot.click("#examples")
-    await pilot.press("o", "end", "ctrl+u", *str(source), "enter")
-    await pilot.pause()
+    await _answer_path_dialog(app, pilot, "o", source)
     assert app.task_path == source and app.state.form.name == app.state.task.name, app.state.log
     if edit:
         await pilot.press(*edit)
         await pilot.pause()
     await pilot.click("#examples")
-    await pilot.press("ctrl+s", "end", "ctrl+u", *str(target), "enter")
-    await pilot.pause()
+    await _answer_path_dialog(app, pilot, "ctrl+s", target)
     assert app.task_path == target, app.state.log
+
+
+async def _answer_path_dialog(app: SizerApp, pilot, key: str, path: Path) -> None:
+    """Press `key`, put `path` in the dialog's field (typing it key by key takes seconds), press enter."""
+    await pilot.press(key)
+    await pilot.pause()
+    assert isinstance(app.screen, PathDialog)
+    app.screen.query_one(Input).value = str(path)
+    await pilot.press("enter")
+    await pilot.pause()
 
 
 async def _save_through_the_app(pairs: list[tuple[Path, Path]], edit: tuple[str, ...] = ()) -> None:
