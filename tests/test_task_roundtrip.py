@@ -339,3 +339,15 @@ def test_a_new_form_is_written_by_the_core(tmp_path):
     path = tmp_path / "fresh.toml"
     path.write_text(task_form.to_toml(form, path), encoding="utf-8")
     assert_same(load_task(path), task)
+
+
+def test_load_rows_reads_files_as_the_core_does(tmp_path):
+    path = tmp_path / "more.csv"
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:  # Excel's CSV UTF-8, ";" locale
+        csv.writer(handle, delimiter=";").writerows([["id", "text", "label"], [1, "five; six", "a"], [2, "seven", "b"]])
+    assert task_form.rows_from_file(path, "classify") == [task_form.FormRow("five; six", "a"),
+                                                          task_form.FormRow("seven", "b")]
+    lines = tmp_path / "more.jsonl"
+    lines.write_text(json.dumps({"text": "x\u2028y", "reference": {"name": "Ann"}}, ensure_ascii=False) + "\n",
+                     encoding="utf-8")
+    assert task_form.rows_from_file(lines, "extract") == [task_form.FormRow("x\u2028y", '{"name": "Ann"}')]
