@@ -310,7 +310,8 @@ def test_check_lengths_returns_the_over_long_ids():
 
 def test_summary_counts_and_token_lengths():
     summary = summarize(load_task(DEMO), count_tokens=lambda text: len(text.split()))
-    assert summary["split"] == {"train": 160, "test": 160, "test_fraction": 0.5, "test_size": None, "seed": 0}
+    assert summary["split"] == {"train": 160, "test": 160, "test_fraction": 0.5, "test_size": None, "seed": 0,
+                                "from": "drawn", "test_file": None}
     assert summary["labels"]["change_pin"] == {"total": 40, "train": 20, "test": 20}
     assert summary["lengths"]["tokens"]["min"] >= 1
     assert summary["lengths"]["chars"]["max"] >= summary["lengths"]["chars"]["median"]

@@ -84,7 +84,8 @@ def test_task_screen_edits_validate_inline_and_save_reads_back(tmp_path):
             await ready(app, pilot)
             await pilot.press("2")
             before = len(app.state.form.rows)
-            await pilot.press("a", *"my card never came", "enter", *"card_arrival", "enter")
+            # the demo's examples come from a CSV: the first edit asks (y) before writing them inline
+            await pilot.press("a", "y", *"my card never came", "enter", *"card_arrival", "enter")
             added = len(app.state.form.rows) - before
             task_after_add = len(app.state.task.examples)
             await pilot.press("d")  # deletes the row under the cursor (the first)

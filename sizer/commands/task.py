@@ -42,6 +42,8 @@ seed = 0                            # same seed, same split
 #   file = "data.csv"
 #   text = "message"                # the column with the input
 #   {mapping}
+#   test_file = "test.csv"          # optional: your own test set, same columns (or a split column
+#                                   # with train/test in data.csv); then [split] takes only seed
 """
 
 _BODY = {
@@ -161,6 +163,15 @@ def _token_counter(name: str) -> Callable[[str], int]:
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def _split_from(split: dict[str, Any]) -> str:
+    if split["from"] == "test_file":
+        return f"test set given by test_file {split['test_file']}"
+    if split["from"] == "split column":
+        return "given by the examples' split column"
+    share = f"test_size {split['test_size']}" if split["test_size"] is not None else f"test {split['test_fraction']:g}"
+    return f"drawn ({share}, seed {split['seed']})"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The plain-text summary `sizer task check` prints."""
     target = summary["target"]
@@ -169,7 +180,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"task {summary['name']} ({summary['kind']}): {summary['examples']} examples, "
         f"metric {summary['metric']}, {goal}",
-        f"split: {split['train']} train / {split['test']} test (seed {split['seed']})",
+        f"split: {split['train']} train / {split['test']} test, {_split_from(split)}",
     ]
     if "labels" in summary:
         width = max(len("label"), *(len(k) for k in summary["labels"]))

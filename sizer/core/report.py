@@ -40,7 +40,14 @@ def _task(task: Any, split: dict[str, int]) -> dict[str, Any]:
     target = {"absolute": task.target.absolute, "within": task.target.within}
     return {"name": task.name, "kind": task.kind, "path": str(task.path), "metric": task.metric,
             "examples": len(task.examples), "labels": list(task.labels), "split": split, "target": target,
-            "seed": task.seed}
+            "seed": task.seed, **_split_from(task)}
+
+
+def _split_from(task: Any) -> dict[str, str]:
+    """How the test split was made: "drawn" (seeded), or given by "test_file" (named) or a "split column"."""
+    source = getattr(task, "examples_file", None)
+    test_file = source.test_path if source is not None else None
+    return {"split_from": getattr(task, "split_from", "drawn"), "test_file": str(test_file) if test_file else None}
 
 
 def _trial(outcome: Any) -> dict[str, Any]:

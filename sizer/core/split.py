@@ -5,6 +5,8 @@ sha256(seed, example id) (never `hash()` or `random`), so the same task and seed
 same split, and adding examples moves few of the old ones. Classify tasks are stratified by label:
 each label's share of the test split matches its share of the examples, with at least one example
 of every label (that has two or more) on each side.
+
+A split the user gave (`[examples] test_file`, a `split` column) is taken as it is: nothing is drawn.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ def holdout_count(count: int, fraction: float) -> int:
 
 
 def split(task: Task, seed: int | None = None) -> tuple[list[Example], list[Example]]:
-    """(train, test) for the task, each in the task's own order. `seed` overrides `task.seed`."""
+    """(train, test) for the task, each in the task's own order. `seed` overrides `task.seed`.
+
+    When the user gave the split, each example says its side and `seed` changes nothing."""
+    if getattr(task, "split_from", "drawn") != "drawn":
+        return ([e for e in task.examples if e.split != "test"], [e for e in task.examples if e.split == "test"])
     total = task.test_size if task.test_size is not None else holdout_count(len(task.examples), task.test_fraction)
     strata = (lambda e: e.label) if task.kind == "classify" else (lambda e: "")
     return stratified_split(task.examples, total, task.seed if seed is None else seed, strata)

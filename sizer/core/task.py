@@ -1,7 +1,8 @@
 """The task spec: what the model must do, with examples of it done right, loaded from TOML.
 
     task = load_task("examples/banking.toml")      # SizerError (exit 2) on bad input
-    train, test = split(task)                       # seeded, stratified by label for classify
+    train, test = split(task)                       # seeded, stratified by label for classify,
+                                                    # or as given (test_file, a split column)
     summarize(task)                                 # counts per label, split sizes, length stats
 
 Problems the run can survive (empty rows, exact duplicates, labels with too few examples) become
@@ -26,7 +27,7 @@ from sizer.core.scoring import METRICS  # metric names per kind; the first is th
 from sizer.core.split import holdout_count, split
 from sizer.core.task_files import field_line, load_toml, read_rows, table_lines
 
-__all__ = ["Example", "Target", "Task", "load_task", "split", "summarize", "check_lengths"]
+__all__ = ["Example", "ExampleFile", "Target", "Task", "load_task", "split", "summarize", "check_lengths"]
 
 KINDS = ("classify", "extract", "generate")
 DEFAULT_INSTRUCTIONS = {
@@ -39,12 +40,15 @@ DEFAULT_BUDGET = {"minutes": 30.0, "download_gb": 5.0}
 TOP_KEYS = ("name", "kind", "instruction", "labels", "fields", "examples", "documents",
             "target", "metric", "budget", "split")
 TABLE_KEYS = {
-    "examples": ("file", "text", "label", "reference", "evidence"),
+    "examples": ("file", "test_file", "text", "label", "reference", "evidence", "split"),
     "target": ("absolute", "within"),
     "budget": ("minutes", "download_gb"),
     "split": ("test", "test_size", "seed"),
 }
-ROW_KEYS = ("text", "label", "reference", "evidence")
+ROW_KEYS = ("text", "label", "reference", "evidence", "split")
+SPLITS = ("train", "test")
+# Where the test split comes from: drawn by seed, or given by the user.
+DRAWN, GIVEN_FILE, GIVEN_COLUMN = "drawn", "test_file", "split column"
 _SHOW = 3  # sources quoted in a warning before "..."
 
 
@@ -56,6 +60,16 @@ class Example:
     source: str                     # "examples/banking77/banking_subset.csv:12", for messages
     id: str                         # sha256 of the normalised text + label/reference, 16 hex
     evidence: str | None = None     # the document that answers it (for retrieval recall@k)
+    split: str | None = None        # "train" or "test" when the user gave the split, else None
+
+
+@dataclass(frozen=True)
+class ExampleFile:
+    """Examples read from a file: the file, the user's own test file if any, and the column
+    mapping as written in [examples] (role -> column; roles left out use their own name)."""
+    path: Path
+    columns: dict[str, str]
+    test_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,10 @@ class Task:
     path: Path
     test_size: int | None = None    # set when [split] gives `test_size = N` instead of a fraction
     warnings: tuple[str, ...] = field(default=())
+    examples_file: ExampleFile | None = None  # set when the examples come from a file
+    split_from: str = DRAWN         # DRAWN, or GIVEN_FILE / GIVEN_COLUMN: the examples carry `split`
+    # The parsed TOML document: `dump_task` keeps from it the keys it does not write itself.
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def normalise(text: str) -> str:
@@ -138,8 +156,8 @@ def load_task(path: str | Path, sink: Sink | None = None) -> Task:
     kind = _kind(spec)
     labels, descriptions = _labels(spec, kind)
     fields = _fields(spec, kind)
-    examples = _examples(spec, kind, labels, fields)
-    test_fraction, test_size, seed = _split_settings(spec, len(examples))
+    examples, examples_file, split_from = _examples(spec, kind, labels, fields)
+    test_fraction, test_size, seed = _split_settings(spec, examples, split_from)
     minutes, download_gb = _budget(spec)
     task = Task(
         name=_string(spec, "name", default=spec.path.stem),
@@ -159,6 +177,9 @@ def load_task(path: str | Path, sink: Sink | None = None) -> Task:
         path=spec.path,
         test_size=test_size,
         warnings=tuple(spec.warnings),
+        examples_file=examples_file,
+        split_from=split_from,
+        raw=doc,
     )
     for text in task.warnings:
         (sink or null_sink)(Message(text, level="warning"))
@@ -276,7 +297,8 @@ def _documents(spec: _Spec) -> tuple[Path, ...]:
     return paths
 
 
-def _split_settings(spec: _Spec, count: int) -> tuple[float, int | None, int]:
+def _split_settings(spec: _Spec, examples: list[Example], split_from: str) -> tuple[float, int | None, int]:
+    count = len(examples)
     raw = spec.doc.get("split", {})
     if not isinstance(raw, dict):
         raise spec.fail("must be a table: [split] test = 0.5, seed = 0", "split")
@@ -286,6 +308,8 @@ def _split_settings(spec: _Spec, count: int) -> tuple[float, int | None, int]:
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise spec.fail(f"must be a whole number >= 0, got {seed!r}", "split", "seed")
+    if split_from != DRAWN:
+        return _given_split(spec, examples, split_from, raw), None, seed
     if "test_size" in raw:
         size = raw["test_size"]
         if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size < count:
@@ -300,17 +324,39 @@ def _split_settings(spec: _Spec, count: int) -> tuple[float, int | None, int]:
     return float(fraction), None, seed
 
 
+def _given_split(spec: _Spec, examples: list[Example], split_from: str, raw: dict) -> float:
+    """The test share of a split the user gave; [split] test/test_size would contradict it."""
+    given = "examples.test_file" if split_from == GIVEN_FILE else "the examples' split column"
+    for key in ("test", "test_size"):
+        if key in raw:
+            raise spec.fail(f"the test examples are given by {given}; remove {key}", "split", key)
+    test = sum(e.split == "test" for e in examples)
+    if test == 0 or test == len(examples):
+        side = "test" if test == 0 else "train"
+        raise spec.fail(f"no {side} examples left in the split given by {given}; "
+                        f"give at least one {side} example", "examples")
+    return test / len(examples)
+
+
 # ---- examples ------------------------------------------------------------------------------
 
-def _examples(spec: _Spec, kind: str, labels: tuple[str, ...], fields: tuple[str, ...]) -> list[Example]:
+def _examples(spec: _Spec, kind: str, labels: tuple[str, ...],
+              fields: tuple[str, ...]) -> tuple[list[Example], ExampleFile | None, str]:
+    """The usable examples, where they come from (a file, else None) and where their split does."""
     raw = spec.doc.get("examples")
     if raw is None:
         raise spec.fail("no examples: add [[examples]] rows (text = ..., label = ...) "
                         'or [examples] file = "data.csv" with a column mapping')
-    records = _inline_records(spec, raw) if isinstance(raw, list) else _file_records(spec, raw, kind)
+    source: ExampleFile | None = None
+    if isinstance(raw, list):
+        records = _inline_records(spec, raw)
+        split_from = GIVEN_COLUMN if any(r[5] is not None for r in records) else DRAWN
+    else:
+        records, source, split_from = _file_records(spec, raw, kind)
     if not records:
         raise spec.fail("no examples: the list is empty", "examples")
-    examples = [e for e in (_example(spec, kind, labels, fields, r) for r in records) if e is not None]
+    examples = [e for e in (_example(spec, kind, labels, fields, r, split_from) for r in records)
+                if e is not None]
     _warn_dropped(spec, "with empty text or an empty label/reference", len(records) - len(examples),
                   [r[0] for r in records if _blank(kind, r)])
     examples = _dedupe(spec, examples)
@@ -318,11 +364,11 @@ def _examples(spec: _Spec, kind: str, labels: tuple[str, ...], fields: tuple[str
         raise spec.fail(f"only {len(examples)} usable example(s); add more (at least two, "
                         "ideally dozens per label)", "examples")
     if kind == "classify":
-        _check_coverage(spec, labels, examples)
-    return examples
+        _check_coverage(spec, labels, examples, split_from)
+    return examples, source, split_from
 
 
-Record = tuple[str, Any, Any, Any, Any]  # source, text, label, reference, evidence
+Record = tuple[str, Any, Any, Any, Any, Any]  # source, text, label, reference, evidence, split
 
 
 def _inline_records(spec: _Spec, raw: list) -> list[Record]:
@@ -336,11 +382,12 @@ def _inline_records(spec: _Spec, raw: list) -> list[Record]:
             if key not in ROW_KEYS:
                 raise SizerError(f"{source}: examples.{key}: unknown field{_close(key, ROW_KEYS)}; "
                                  f"expected {', '.join(ROW_KEYS)}")
-        records.append((source, row.get("text"), row.get("label"), row.get("reference"), row.get("evidence")))
+        records.append((source, row.get("text"), row.get("label"), row.get("reference"), row.get("evidence"),
+                        row.get("split")))
     return records
 
 
-def _file_records(spec: _Spec, raw: Any, kind: str) -> list[Record]:
+def _file_records(spec: _Spec, raw: Any, kind: str) -> tuple[list[Record], ExampleFile, str]:
     if not isinstance(raw, dict) or "file" not in raw:
         raise spec.fail('give [[examples]] rows, or [examples] file = "data.csv" with a column mapping',
                         "examples")
@@ -349,23 +396,45 @@ def _file_records(spec: _Spec, raw: Any, kind: str) -> list[Record]:
     for role in ("label", "reference"):
         if role in raw and role not in roles:
             raise spec.fail(f"a {kind} task has no {role}; map {' and '.join(roles)}", "examples", role)
-    for key in ("file", *roles):
+    for key in ("file", "test_file", "evidence", "split", *roles):
         if key in raw and (not isinstance(raw[key], str) or not raw[key]):
             raise spec.fail("must be a non-empty string", "examples", key)
     columns = {role: raw.get(role, role) for role in roles}
     if "evidence" in raw:
         columns["evidence"] = raw["evidence"]
-    relative = Path(raw["file"])
-    path = spec.path.parent / relative
+    # A column named "split" (or the one [examples] split names) gives the split unless a test file does.
+    optional = () if "split" in raw else ("split",)
+    if "test_file" not in raw:
+        columns["split"] = raw.get("split", "split")
+    elif "split" in raw:
+        raise spec.fail("give test_file or a split column, not both", "examples", "split")
+    path = _data_path(spec, raw, "file")
+    test_path = _data_path(spec, raw, "test_file") if "test_file" in raw else None
+    records = _read_records(path, columns, optional)
+    split_from = GIVEN_COLUMN if any(r[5] is not None for r in records) else DRAWN
+    if test_path is not None:
+        split_from = GIVEN_FILE
+        records = [r[:5] + ("train",) for r in records] + \
+                  [r[:5] + ("test",) for r in _read_records(test_path, columns, ())]
+    mapping = {key: value for key, value in raw.items() if key not in ("file", "test_file")}
+    return records, ExampleFile(path, mapping, test_path), split_from
+
+
+def _data_path(spec: _Spec, raw: dict, key: str) -> Path:
+    path = spec.path.parent / raw[key]
     if not path.is_file():
-        raise spec.fail(f"{raw['file']!r} not found (looked for {path})", "examples", "file")
-    rows = read_rows(path, str(path), columns)
+        raise spec.fail(f"{raw[key]!r} not found (looked for {path})", "examples", key)
+    return path
+
+
+def _read_records(path: Path, columns: dict[str, str], optional: tuple[str, ...]) -> list[Record]:
+    rows = read_rows(path, str(path), columns, optional)
     return [(f"{path}:{r.line}", r.values.get("text"), r.values.get("label"), r.values.get("reference"),
-             r.values.get("evidence")) for r in rows]
+             r.values.get("evidence"), r.values.get("split")) for r in rows]
 
 
 def _blank(kind: str, record: Record) -> bool:
-    _, text, label, reference, _ = record
+    _, text, label, reference, _, _ = record
     wanted = label if kind == "classify" else reference
     return _empty(text) or _empty(wanted)
 
@@ -375,10 +444,10 @@ def _empty(value: Any) -> bool:
 
 
 def _example(spec: _Spec, kind: str, labels: tuple[str, ...], fields: tuple[str, ...],
-             record: Record) -> Example | None:
+             record: Record, split_from: str) -> Example | None:
     if _blank(kind, record):
         return None
-    source, text, label, reference, evidence = record
+    source, text, label, reference, evidence, given = record
     if not isinstance(text, str):
         raise SizerError(f"{source}: examples.text: must be a string, got {text!r}")
     if evidence is not None and not isinstance(evidence, str):
@@ -393,7 +462,20 @@ def _example(spec: _Spec, kind: str, labels: tuple[str, ...], fields: tuple[str,
             raise SizerError(f"{source}: examples.reference: must be a string, got {reference!r}")
         label, reference = None, reference.strip()
     evidence = evidence.strip() or None if evidence else None
-    return Example(text.strip(), label, reference, source, example_id(text, label, reference), evidence)
+    side = _split_value(source, given) if split_from != DRAWN else None
+    return Example(text.strip(), label, reference, source, example_id(text, label, reference), evidence, side)
+
+
+def _split_value(source: str, value: Any) -> str:
+    """"train" or "test" from a split column or key (case and spaces ignored); a missing or empty
+    value is train, so inline rows need `split = "test"` on the test rows only."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "train"
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word not in SPLITS:
+        raise SizerError(f"{source}: examples.split: {value!r} is not train or test; "
+                         "mark each example train or test (other values, e.g. validation, belong in neither)")
+    return word
 
 
 def _label(source: str, label: Any, labels: tuple[str, ...]) -> str:
@@ -431,7 +513,9 @@ def _dedupe(spec: _Spec, examples: list[Example]) -> list[Example]:
     first: dict[str, Example] = {}
     conflicting: set[str] = set()
     repeats: list[str] = []
-    for example in examples:
+    # With a given split the test set is the user's: of a train row and a test row with one text,
+    # the test row stays.
+    for example in sorted(examples, key=lambda e: e.split != "test"):
         key = normalise(example.text)
         seen = first.setdefault(key, example)
         if seen is example:
@@ -454,7 +538,7 @@ def _warn_dropped(spec: _Spec, what: str, count: int, sources: list[str]) -> Non
         spec.warnings.append(f"examples: dropped {count} {what}: {shown}")
 
 
-def _check_coverage(spec: _Spec, labels: tuple[str, ...], examples: list[Example]) -> None:
+def _check_coverage(spec: _Spec, labels: tuple[str, ...], examples: list[Example], split_from: str) -> None:
     counts = {label: 0 for label in labels}
     for example in examples:
         counts[example.label] += 1
@@ -465,6 +549,12 @@ def _check_coverage(spec: _Spec, labels: tuple[str, ...], examples: list[Example
     missing = [label for label, n in counts.items() if n == 0]
     if missing:
         spec.warnings.append(f"labels: no examples of {', '.join(missing)}; they are never tested")
+    if split_from != DRAWN:
+        for side, never in (("test", "they are never tested"), ("train", "no demonstration or fine-tuning sees them")):
+            absent = [label for label in present if not any(e.label == label and e.split == side for e in examples)]
+            if absent:
+                spec.warnings.append(f"labels: no {side} examples of {', '.join(absent)}; {never}")
+        return
     single = [label for label, n in counts.items() if n == 1]
     if single:
         spec.warnings.append(f"labels: only one example of {', '.join(single)}; "
@@ -481,7 +571,9 @@ def summarize(task: Task, count_tokens: Callable[[str], int] | None = None) -> d
         "target": {"absolute": task.target.absolute, "within": task.target.within},
         "examples": len(task.examples),
         "split": {"train": len(train), "test": len(test), "test_fraction": task.test_fraction,
-                  "test_size": task.test_size, "seed": task.seed},
+                  "test_size": task.test_size, "seed": task.seed, "from": task.split_from,
+                  "test_file": str(task.examples_file.test_path)
+                  if task.examples_file and task.examples_file.test_path else None},
         "lengths": {"chars": _stats([len(e.text) for e in task.examples])},
         "budget": {"minutes": task.budget_minutes, "download_gb": task.budget_download_gb},
         "documents": [str(p) for p in task.documents],

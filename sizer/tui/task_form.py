@@ -1,47 +1,68 @@
-"""The Task screen's form as data, and its TOML text.
+"""The Task screen's form: a view over a core `Task`.
 
-The form is serialised with tomli-w exactly as typed; whether it is a valid task is decided by the
-core alone (`sizer.core.task.load_task` on the written file). To be replaced by the core's
-`dump_task` once it exists.
+The form holds what the screen shows and edits (name, kind, instruction, labels or fields, target,
+the example rows); everything else (documents, metric, budget, split, label descriptions, each
+example's evidence and split, keys the core writer does not know) is kept from the `Task` it was
+opened from, `form.base`. `form_task` lays the edits over that base; the core's `dump_task` writes
+it and `load_task` alone decides whether it is valid. Examples read from a file stay a file mapping
+until a row is edited (the screen asks first).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import tomli_w
+from typing import NamedTuple
 
 from sizer.core.errors import SizerError
-from sizer.core.task import Task, load_task
+from sizer.core.scoring import METRICS
+from sizer.core.task import (DEFAULT_BUDGET, DEFAULT_INSTRUCTIONS, DRAWN, GIVEN_COLUMN, Example, ExampleFile,
+                             Target, Task, example_id, load_task)
+from sizer.core.task_files import read_rows
+from sizer.core.task_write import dump_task
 
 KINDS = ("classify", "extract", "generate")
 
 
+class FormRow(NamedTuple):
+    text: str
+    answer: str                     # the label, the reference, or an extract reference as JSON
+    evidence: str | None = None     # kept from the task; the form does not show it
+    split: str | None = None        # "train"/"test" when the task's split is given
+
+
+def blank_task() -> Task:
+    """The task a new form starts from (it is not valid until labels and examples are added)."""
+    return Task(name="my-task", kind="classify", instruction=DEFAULT_INSTRUCTIONS["classify"], labels=(),
+                label_descriptions={}, fields=(), examples=(), documents=(), target=Target(0.85, None),
+                metric="accuracy", budget_minutes=DEFAULT_BUDGET["minutes"],
+                budget_download_gb=DEFAULT_BUDGET["download_gb"], test_fraction=0.5, seed=0,
+                path=Path("my-task.toml"))
+
+
 @dataclass
 class TaskForm:
+    base: Task = field(default_factory=blank_task)
     name: str = "my-task"
     kind: str = "classify"
     instruction: str = ""
     labels: list[str] = field(default_factory=list)
-    label_descriptions: dict[str, str] = field(default_factory=dict)
     fields: list[str] = field(default_factory=list)
     target: str = "0.85"  # "0.9" (absolute) or "within 0.03"
-    rows: list[tuple[str, str]] = field(default_factory=list)  # (text, label or reference)
-    test_fraction: float = 0.5
-    seed: int = 0
-    budget_minutes: float = 30.0
+    rows: list[FormRow] = field(default_factory=list)
+    examples_file: ExampleFile | None = None  # the rows are this file's until one is edited
 
 
 def form_from_task(task: Task) -> TaskForm:
     target = f"{task.target.absolute:g}" if task.target.absolute is not None else f"within {task.target.within:g}"
-    rows = [(e.text, _answer(e.label, e.reference)) for e in task.examples]
-    return TaskForm(task.name, task.kind, task.instruction, list(task.labels), dict(task.label_descriptions),
-                    list(task.fields), target, rows, task.test_fraction, task.seed, task.budget_minutes)
+    rows = [FormRow(e.text, _answer(e.label, e.reference), e.evidence, e.split) for e in task.examples]
+    return TaskForm(task, task.name, task.kind, task.instruction, list(task.labels), list(task.fields),
+                    target, rows, task.examples_file)
 
 
 def _answer(label: str | None, reference: str | dict | None) -> str:
@@ -52,57 +73,63 @@ def _answer(label: str | None, reference: str | dict | None) -> str:
     return reference or ""
 
 
-def _target_value(text: str) -> float | dict[str, float]:
+def _target_value(text: str) -> Target:
     words = text.replace("=", " ").split()
     try:
         if len(words) == 2 and words[0] == "within":
-            return {"within": float(words[1])}
+            return Target(None, float(words[1]))
         if len(words) == 1:
-            return float(words[0])
+            return Target(float(words[0]), None)
     except ValueError:
         pass
     raise SizerError(f"target: {text!r} is not a score like 0.9 or a margin like 'within 0.03'")
 
 
-def _row(kind: str, text: str, answer: str) -> dict[str, object]:
-    if kind == "classify":
-        return {"text": text, "label": answer}
+def _example(kind: str, row: FormRow) -> Example:
+    label, reference = (row.answer, None) if kind == "classify" else (None, row.answer)
     if kind == "extract":
         try:
-            return {"text": text, "reference": json.loads(answer)}
+            reference = json.loads(row.answer)
         except ValueError:
-            raise SizerError(f"example {text[:30]!r}: the reference must be a JSON object, e.g. {{\"name\": \"Ann\"}}") from None
-    return {"text": text, "reference": answer}
+            raise SizerError(f"example {row.text[:30]!r}: the reference must be a JSON object, "
+                             "e.g. {\"name\": \"Ann\"}") from None
+    return Example(row.text, label, reference, "form", example_id(row.text, label, reference), row.evidence,
+                   row.split)
 
 
-def to_toml(form: TaskForm) -> str:
-    """The form as a task TOML document (labels as a table when any label has a description)."""
-    doc: dict[str, object] = {"name": form.name, "kind": form.kind, "instruction": form.instruction}
-    if form.kind == "classify":
-        doc["labels"] = ({label: form.label_descriptions.get(label, "") for label in form.labels}
-                         if form.label_descriptions else list(form.labels))
-    if form.kind == "extract":
-        doc["fields"] = list(form.fields)
-    doc["target"] = _target_value(form.target)
-    doc["budget"] = {"minutes": form.budget_minutes}
-    doc["split"] = {"test": form.test_fraction, "seed": form.seed}
-    doc["examples"] = [_row(form.kind, text, answer) for text, answer in form.rows]
-    return tomli_w.dumps(doc)
+def form_task(form: TaskForm) -> Task:
+    """The form's edits laid over its base task (not validated: `validate` asks the core)."""
+    base = form.base
+    split_from = base.split_from if form.examples_file is not None else \
+        (GIVEN_COLUMN if any(r.split for r in form.rows) else DRAWN)
+    return dataclasses.replace(
+        base, name=form.name, kind=form.kind, instruction=form.instruction,
+        labels=tuple(form.labels) if form.kind == "classify" else (),
+        label_descriptions={k: v for k, v in base.label_descriptions.items() if k in form.labels},
+        fields=tuple(form.fields) if form.kind == "extract" else (),
+        target=_target_value(form.target),
+        metric=base.metric if form.kind == base.kind else METRICS[form.kind][0],
+        examples=tuple(_example(form.kind, r) for r in form.rows),
+        examples_file=form.examples_file, split_from=split_from)
+
+
+def to_toml(form: TaskForm, path: Path) -> str:
+    """The form as task TOML written to `path` (the core's `dump_task`)."""
+    return dump_task(form_task(form), path)
 
 
 def validate(form: TaskForm) -> Task:
     """The core's verdict on the form: the Task it would load, or its one-line SizerError."""
-    text = to_toml(form)
     with tempfile.TemporaryDirectory(prefix="sizer-form-") as folder:
         path = Path(folder) / "task.toml"
-        path.write_text(text, encoding="utf-8")
+        path.write_text(to_toml(form, path), encoding="utf-8")
         try:
             return load_task(path)
         except SizerError as exc:
             raise SizerError(str(exc).replace(str(path), "form")) from None
 
 
-def rows_from_csv(text: str) -> list[tuple[str, str]]:
+def rows_from_csv(text: str) -> list[FormRow]:
     """Pasted CSV: `text,label` per line (a header line naming text is skipped)."""
     rows = [r for r in csv.reader(io.StringIO(text.strip())) if any(cell.strip() for cell in r)]
     if rows and rows[0] and rows[0][0].strip().lower() == "text":
@@ -111,28 +138,21 @@ def rows_from_csv(text: str) -> list[tuple[str, str]]:
     for number, row in enumerate(rows, 1):
         if len(row) < 2:
             raise SizerError(f"pasted CSV line {number}: expected text,label (two columns), got {len(row)}")
-        out.append((row[0].strip(), row[1].strip()))
+        out.append(FormRow(row[0].strip(), row[1].strip()))
     return out
 
 
-def rows_from_file(path: Path) -> list[tuple[str, str]]:
-    """Examples from a CSV (text,label columns), JSONL (text + label/reference keys) or task TOML."""
+def rows_from_file(path: Path, kind: str) -> list[FormRow]:
+    """Examples from a task TOML, or a CSV/TSV/JSONL file with a `text` column and a `label`
+    (classify) or `reference` column, read as the core reads example files."""
     if path.suffix == ".toml":
         return form_from_task(load_task(path)).rows
-    if not path.is_file():
-        raise SizerError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        return [_jsonl_row(path, n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if path.suffix in (".csv", ".tsv"):
-        return rows_from_csv(text if path.suffix == ".csv" else text.replace("\t", ","))
-    raise SizerError(f"{path}: expected a .csv, .tsv, .jsonl or .toml file")
+    answer = "label" if kind == "classify" else "reference"
+    rows = read_rows(path, str(path), {"text": "text", "answer": answer})
+    return [FormRow(_cell(r.values["text"]), _cell(r.values["answer"])) for r in rows]
 
 
-def _jsonl_row(path: Path, number: int, line: str) -> tuple[str, str]:
-    try:
-        record = json.loads(line)
-        answer = record.get("label", record.get("reference"))
-        return record["text"], _answer(answer if isinstance(answer, str) else None, answer)
-    except (ValueError, KeyError, AttributeError, TypeError):
-        raise SizerError(f"{path}:{number}: expected a JSON object with text and label (or reference)") from None
+def _cell(value: object) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else str(value).strip()
