@@ -11,12 +11,14 @@ from types import SimpleNamespace
 
 import pytest
 from hub_fixture import hub_server  # noqa: F401  (pytest fixture)
-from test_download import GATED, SINGLE, entries, models  # noqa: F401  (`models` is a fixture)
+from test_download import GATED, SHARDED, SINGLE, entries, models  # noqa: F401  (`models` is a fixture)
 
 import tiny_models
 from sizer.cli import main
 from sizer.core.download_progress import human_bytes
-from sizer.core.download_run import _bisection_order, walk_order
+from sizer.core import download_plan
+from sizer.core.download_run import _bisection_order, fetch_models, walk_order
+from sizer.core.events import DownloadFinished
 
 BANKING = "examples/banking.toml"
 MINILM = tiny_models.MINILM
@@ -161,6 +163,30 @@ def test_a_bad_download_budget_is_one_line_exit_2(run_hub, capsys, budget):
     lines = err.strip().splitlines()
     assert code == 2 and out == "" and len(lines) == 1, err
     assert lines[0].startswith("sizer: error: --download-budget") and "0 or more" in lines[0]
+
+
+def test_the_budget_is_shared_by_the_models_in_order(run_hub, models):
+    run_hub.host(SHARDED, models.sharded)
+    hosted = entries(models)
+    need = trial_files_size(models)
+    events = []
+    # Room for the first model and 1,000 bytes more: the second (same weights, sharded) is left out.
+    left_out = fetch_models([hosted[SINGLE], hosted[SHARDED]], need + 1000, events.append)
+    assert list(left_out) == [SHARDED]
+    assert left_out[SHARDED].split(", more than")[1] == (
+        f" the 1.0 KB left of the run's download budget of {human_bytes(need + 1000)}")
+    finished = [(e.model, e.status) for e in events if isinstance(e, DownloadFinished)]
+    assert finished == [(SINGLE, "done"), (SHARDED, "left-out")]
+
+
+def test_a_full_disk_leaves_the_model_out_before_any_file_is_fetched(run_hub, models, monkeypatch):
+    monkeypatch.setattr(download_plan, "free_bytes", lambda folder: 1_000_000)
+    events = []
+    left_out = fetch_models([entries(models)[SINGLE]], None, events.append)
+    assert "not enough disk space" in left_out[SINGLE] and "1.0 MB free" in left_out[SINGLE]
+    assert [(e.status, e.command) for e in events if isinstance(e, DownloadFinished)] == [
+        ("left-out", f"sizer download {SINGLE}")]
+    assert not run_hub.file_requests()
 
 
 def _cand(name: str, kind: str, params: int) -> SimpleNamespace:
