@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", help=f"comma-separated, cheapest first (default: {','.join(STRATEGIES)})")
     p.add_argument("--target", type=float, help="absolute metric to reach (overrides the task's target)")
     p.add_argument("--budget", help="time budget, e.g. 10m, 90s, 1h (default: the task's)")
+    p.add_argument("--download-budget", metavar="GB",
+                   help="download at most this much (decimal GB) of missing candidates (default: the task's "
+                        "[budget] download_gb)")
+    p.add_argument("--no-download", action="store_true",
+                   help="walk only the models already on this machine; download nothing")
     p.add_argument("--profile", help="also report fit and speed on this machine, e.g. \"1x H100 80GB\" or a file")
     p.add_argument("--limit", type=int, help="score at most N test examples per trial")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps")
@@ -55,6 +60,19 @@ def parse_budget(text: str | None) -> float | None:
     return value * {"s": 1 / 60, "m": 1, "h": 60}[unit]
 
 
+def parse_download_budget(text: str | None) -> float | None:
+    """"5" / "0.5" (decimal GB) -> GB; 0 downloads nothing."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise SizerError(f"--download-budget {text}: give the most to download in GB, 0 or more (e.g. 5)")
+    return value
+
+
 def _split_list(text: str | None) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
 
@@ -75,6 +93,8 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
             args.endpoint_model = args.endpoint_model or remote["model"]
             args.served_model = args.served_model or remote.get("served_model")
         args.out = args.out or args.resume
+        if args.download_budget is None and saved.get("download_budget_gb") is not None:
+            args.download_budget = str(saved["download_budget_gb"])
         if args.budget is None and saved.get("budget_minutes"):
             args.budget = f"{saved['budget_minutes']}m"
     if not args.task:
@@ -91,11 +111,13 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
         raise SizerError(f"--target {args.target}: give a metric between 0 and 1")
     if bool(args.endpoint) != bool(args.endpoint_model):
         raise SizerError("--endpoint and --endpoint-model go together: the URL and the catalog id of the served weights")
+    download_budget = parse_download_budget(args.download_budget)
     remote = (RemoteModel(args.endpoint_model, args.endpoint, args.served_model),) if args.endpoint else ()
     task = load_task(args.task, sink=sink)
     spec = RunSpec(remote=remote, task=task, models=_split_list(args.models), family=args.family, strategies=strategies,
                    limit=args.limit, target=args.target, budget_minutes=parse_budget(args.budget),
-                   profile=simulated(args.profile) if args.profile else None, device=args.device, dtype=args.dtype)
+                   profile=simulated(args.profile) if args.profile else None, device=args.device, dtype=args.dtype,
+                   download=not args.no_download, download_budget_gb=download_budget)
     return spec, previous
 
 

@@ -41,6 +41,15 @@ def _trial_row(t: dict[str, Any]) -> str:
             f"{(f'{speed:.1f}' if speed else '-'):>8} {_gib(peak):>10} {_gib(t.get('predicted_bytes')):>10}")
 
 
+def _left_out(data: dict[str, Any]) -> list[str]:
+    """Candidates the run could not download (budget, disk, offline, refused), with the command."""
+    left = [c for c in data.get("candidates", []) if c.get("reason", "").startswith("left out: ")]
+    if not left:
+        return []
+    return (["left out (not downloaded)"]
+            + [f"  - {c['model']}: {c['reason'].removeprefix('left out: ')}" for c in left] + [""])
+
+
 def render(data: dict[str, Any]) -> str:
     task = data["task"]
     rec = data.get("recommendation", {})
@@ -49,6 +58,7 @@ def render(data: dict[str, Any]) -> str:
              f"  {'model':<28} {'strategy':<10} {'status':<13} {'metric (95% CI)':<22} {'ex/s':>8} {'peak':>10} {'predicted':>10}"]
     lines += [_trial_row(t) for t in data.get("trials", [])]
     lines.append("")
+    lines += _left_out(data)
     if not rec:
         lines.append("no recommendation yet: the run did not finish (continue it with sizer run --resume)")
     elif rec.get("met"):

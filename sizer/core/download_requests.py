@@ -12,6 +12,10 @@ from sizer.core.hub import hub_endpoint, network_errors
 from sizer.core.paths import hf_cache_dir
 
 
+class HubUnreachable(SizerError):
+    """No answer from the Hub at all (refused connection, DNS, timeout): every other request would fail too."""
+
+
 def repo_listing(repo: str, revision: str | None) -> tuple[str, dict[str, int]]:
     """(commit, file name -> size) of a repo at `revision`, from the Hub's model-info API."""
     from huggingface_hub import HfApi
@@ -62,7 +66,7 @@ def hub_errors(repo: str, filename: str | None = None, revision: str | None = No
         raise _http_error(repo, _status(exc)) from None
     except network_errors() as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise SizerError(f"cannot reach the Hugging Face Hub at {endpoint} ({reason}); {repo} not downloaded") from None
+        raise HubUnreachable(f"cannot reach the Hugging Face Hub at {endpoint} ({reason}); {repo} not downloaded") from None
     except OSError as exc:  # after the HTTP errors above, which are OSErrors too: a full disk, a consistency check
         reason = (str(exc.strerror or exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SizerError(f"{repo}: {filename or 'download'} failed: {reason}") from None

@@ -71,6 +71,25 @@ class TrialFinished(Event):
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class DownloadStarted(Event):
+    """A model's missing files start downloading: `total_bytes` still to fetch (bytes)."""
+
+    model: str
+    total_bytes: int
+
+
+@dataclass(frozen=True)
+class DownloadFinished(Event):
+    """A model's download ended: status "done", "failed" or "left-out" (not tried: budget, disk,
+    HF_HUB_OFFLINE). `command` fetches it by hand when it is not done."""
+
+    model: str
+    status: str
+    reason: str = ""
+    command: str = ""
+
+
 Sink = Callable[[Event], None]
 
 
@@ -99,6 +118,11 @@ def describe(event: Event) -> str:
         if event.metric is not None:
             line += f" {event.metric:.3f} ({event.low:.3f}-{event.high:.3f})"
         return line + (f" - {event.reason}" if event.reason else "")
+    if isinstance(event, DownloadStarted):
+        return f"download {event.model}: {event.total_bytes / 1e6:.1f} MB to fetch"
+    if isinstance(event, DownloadFinished):
+        line = f"download {event.model}: {event.status}" + (f" - {event.reason}" if event.reason else "")
+        return line + (f"; fetch it with `{event.command}`" if event.command else "")
     return repr(event)
 
 

@@ -52,6 +52,8 @@ class RunSpec:
     device: str | None = None
     dtype: str | None = None
     remote: tuple[RemoteModel, ...] = ()  # candidates on serving engines, walked in the same ladders
+    download: bool = False                # fetch missing candidates before the walk (sizer run does)
+    download_budget_gb: float | None = None  # decimal GB; default: the task's [budget] download_gb
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProf
         report = fit_report(entry, parse_precision(dtype), min(ESTIMATE_CONTEXT, entry.max_context), 1, here.devices())
         predicted = max(m.total_bytes for m in report.memory.values())
         cached = catalog.is_cached(entry)
-        reason = "" if cached else "not downloaded"
+        reason = "" if cached else f"not downloaded; fetch it with `sizer download {entry.id}`"
         if report.level == "no":
             reason = "does not fit this machine's free memory"
         out.append(Candidate(entry, report.level, predicted, cached, cached and report.level != "no", reason))
@@ -256,6 +258,8 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
 
     here = here or detect()
     cands = candidates(spec, catalog, here)
+    if spec.download:
+        cands = _fetch_missing(spec, cands, sink, cancel)
     run = RunResult(spec, here, cands)
     usable = [c for c in cands if c.usable]
     if not usable:
@@ -274,6 +278,19 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
     finally:
         if own_store:
             store.close()
+
+
+def _fetch_missing(spec: RunSpec, cands: list[Candidate], sink: events.Sink,
+                   cancel: threading.Event | None) -> list[Candidate]:
+    """Candidates with the missing ones fetched within the run's download budget (see download_run)."""
+    from sizer.core.download_progress import DownloadCancelled
+    from sizer.core.download_run import budget_bytes, fetch_missing
+
+    gigabytes = spec.download_budget_gb if spec.download_budget_gb is not None else spec.task.budget_download_gb
+    try:
+        return fetch_missing(cands, budget_bytes(gigabytes), sink, cancel)
+    except DownloadCancelled:
+        raise TrialCancelled("the run was stopped while downloading") from None
 
 
 def _walk_ladders(walker: _Walker, usable: list[Candidate]) -> None:

@@ -46,6 +46,18 @@ class Live:
 
 
 @dataclass
+class Fetching:
+    """The downloads started from the Models screen, as the last events described them."""
+
+    models: tuple[str, ...] = ()
+    model: str = ""       # the model being fetched
+    done: int = 0         # bytes of it received
+    total: int = 0        # bytes of it to fetch
+    finished: int = 0     # models done, failed or left out
+    active: bool = False
+
+
+@dataclass
 class State:
     here: HardwareProfile | None = None  # this machine
     profile: HardwareProfile | None = None  # the profile on show: `here` or a simulated one
@@ -60,6 +72,7 @@ class State:
     live: Live = field(default_factory=Live)
     running: bool = False
     log: list[str] = field(default_factory=list)
+    fetching: Fetching = field(default_factory=Fetching)
 
 
 class TrialDone(Message):
@@ -84,6 +97,12 @@ class CandidatesReady(Message):
     def __init__(self, rows: list[engine.CandidateRow], error: str = "") -> None:
         super().__init__()
         self.rows, self.error = rows, error
+
+
+class DownloadsDone(Message):
+    def __init__(self, left_out: dict[str, str], cancelled: bool = False, error: str = "") -> None:
+        super().__init__()
+        self.left_out, self.cancelled, self.error = left_out, cancelled, error
 
 
 def _modes() -> dict[str, Any]:
@@ -117,6 +136,7 @@ class SizerApp(App):
         self.catalog = catalog
         self.cancel_run = threading.Event()
         self.skip_trial = threading.Event()
+        self.cancel_download = threading.Event()
         self.saved_report: Path | None = None
 
     def on_mount(self) -> None:
@@ -277,9 +297,62 @@ class SizerApp(App):
             self.cancel_run.set()
             self.notify("cancelling the run...")
 
+    def action_download(self) -> None:
+        """Download the selected models that are not on this machine yet (the Models screen's d)."""
+        if self.state.fetching.active:
+            self.notify("a download is going; x stops it")
+            return
+        rows = [r for r in self.state.candidates if r.entry.id in self.state.selected and not r.cached]
+        if not rows:
+            self.notify("nothing to download: the selected models are on this machine (space selects others)")
+            return
+        self.cancel_download.clear()
+        self.state.fetching = Fetching(tuple(r.entry.id for r in rows), active=True)
+        self.changed()
+        self.download_models([r.entry for r in rows])
+
+    @work(thread=True, exclusive=True, group="download")
+    def download_models(self, entries: list[Any]) -> None:
+        from sizer.core.download_progress import DownloadCancelled
+        from sizer.core.download_run import fetch_models
+
+        try:
+            left_out = fetch_models(entries, None, sink_to(self), self.cancel_download)
+        except DownloadCancelled:
+            self.post_message(DownloadsDone({}, cancelled=True))
+            return
+        except SizerError as exc:
+            self.post_message(DownloadsDone({}, error=str(exc)))
+            return
+        self.post_message(DownloadsDone(left_out))
+
+    def action_cancel_download(self) -> None:
+        """Stop the download in flight; the file being fetched is discarded, finished ones stay."""
+        if self.state.fetching.active:
+            self.cancel_download.set()
+            self.notify("stopping the download...")
+
+    @on(DownloadsDone)
+    def _downloads_done(self, message: DownloadsDone) -> None:
+        fetching = self.state.fetching
+        fetching.active = False
+        fetched = len(fetching.models) - len(message.left_out)
+        if message.error:
+            self.note_error(message.error)
+        elif message.cancelled:
+            self.notify("download stopped; the models finished before it are on disk")
+        elif message.left_out:
+            self.note_error(f"downloaded {fetched} of {len(fetching.models)}; not downloaded: "
+                            + "; ".join(f"{m}: {why}" for m, why in message.left_out.items()))
+        else:
+            self.notify(f"downloaded {fetched} model(s)")
+        self.changed()
+        self.estimate_candidates()  # the "on disk" column
+
     @on(CoreEvent)
     def _core_event(self, message: CoreEvent) -> None:
         event, live = message.event, self.state.live
+        self._download_event(event)
         if isinstance(event, events.TrialStarted):
             self.state.live = Live(event.model, event.strategy, event.settings.get("cached", 0), event.examples)
         elif isinstance(event, events.TrialProgress):
@@ -288,6 +361,15 @@ class SizerApp(App):
         if not isinstance(event, (events.TrialProgress, events.Progress)):
             self.state.log.append(events.describe(event))
         self.changed()
+
+    def _download_event(self, event: events.Event) -> None:
+        fetching = self.state.fetching
+        if isinstance(event, events.DownloadStarted):
+            fetching.model, fetching.done, fetching.total = event.model, 0, event.total_bytes
+        elif isinstance(event, events.Progress) and event.stage == "download":
+            fetching.done, fetching.total = event.done, event.total
+        elif isinstance(event, events.DownloadFinished):
+            fetching.finished += 1
 
     @on(TrialDone)
     def _trial_done(self, message: TrialDone) -> None:
@@ -318,6 +400,10 @@ class SizerApp(App):
                             lambda: self._on_step("hardware", "profile"))
         yield SystemCommand("Skip trial", "Stop the trial in flight; the run goes on", self.action_skip_trial)
         yield SystemCommand("Cancel run", "Stop the run (finished trials stay in the cache)", self.action_cancel_run)
+        yield SystemCommand("Download selected models", "Fetch the selected models that are not on this machine",
+                            self.action_download)
+        yield SystemCommand("Stop download", "Stop the download in flight (finished models stay)",
+                            self.action_cancel_download)
 
     def _on_step(self, step: str, action: str) -> None:
         self.switch_mode(step)

@@ -1,5 +1,6 @@
 """Step 3: which catalog models to try, with fit, memory and speed on the active profile, and which
-strategies. Space toggles a model; filters and sorting only change what is shown."""
+strategies. Space toggles a model; filters and sorting only change what is shown; d downloads the
+selected models that are not on this machine (x stops it)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Input, Label, Select, SelectionList, Static
+from textual.widgets import DataTable, Input, Label, ProgressBar, Select, SelectionList, Static
 
 from sizer.core.estimate import LEVELS
 from sizer.core.strategies import STRATEGIES
@@ -27,6 +28,8 @@ class CandidatesScreen(StepScreen):
         Binding("f", "sort('speed')", "By speed"),
         Binding("slash", "search", "Search"),
         Binding("r", "app.run", "Run"),
+        Binding("d", "app.download", "Download"),
+        Binding("x", "stop_download", "Stop download"),
     ]
 
     def __init__(self) -> None:
@@ -43,6 +46,8 @@ class CandidatesScreen(StepScreen):
                     yield Select([(level, level) for level in LEVELS], prompt="any fit", id="fit", compact=True)
                 yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="cand-status", classes="hint")
+                yield Static("", id="download-status", classes="hint")
+                yield ProgressBar(show_eta=False, id="download-bar")
             with Vertical(id="cand-side"):
                 yield Label("Strategies")
                 yield SelectionList[str](*[(s, s, True) for s in STRATEGIES], id="strategies")
@@ -76,6 +81,27 @@ class CandidatesScreen(StepScreen):
                 (strategies.select if s in state.strategies else strategies.deselect)(s)
             self.query_one("#limit", Input).value = "" if state.limit is None else str(state.limit)
         self._fill()
+        self._show_download()
+
+    def _show_download(self) -> None:
+        fetching = self.sizer.state.fetching
+        status, bar = self.query_one("#download-status", Static), self.query_one("#download-bar", ProgressBar)
+        status.display = bar.display = fetching.active
+        if self.changed_since_shown("download-active", fetching.active):
+            self.refresh_bindings()
+        if fetching.active:
+            model = fetching.model or fetching.models[0]
+            count = f" ({fetching.finished + 1} of {len(fetching.models)})" if len(fetching.models) > 1 else ""
+            status.update(f"downloading {model}{count}: {size(fetching.done)} of {size(fetching.total)}; x stops")
+            bar.update(total=max(fetching.total, 1), progress=fetching.done)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop_download":
+            return self.sizer.state.fetching.active
+        return True
+
+    def action_stop_download(self) -> None:
+        self.sizer.action_cancel_download()
 
     def _fill(self) -> None:
         state = self.sizer.state
