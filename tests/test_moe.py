@@ -228,3 +228,22 @@ def test_shared_experts_and_dense_layers_from_a_deepseek_style_config():
     # 27 layers, layer 0 dense: 26 MoE layers; shared experts take the routed width
     assert fields == {"experts": 64, "experts_per_token": 6, "expert_intermediate_size": 1408,
                       "shared_experts": 2, "shared_expert_intermediate_size": 1408, "moe_layers": 26}
+
+
+def test_catalog_list_and_show_give_the_active_count(capsys):
+    from sizer.cli import main
+
+    assert main(["catalog", "list", "--family", "qwen3"]) == 0
+    # 30,532,122,624 total, 3,353,032,704 active
+    assert "30.53B (3.35B active)" in capsys.readouterr().out
+    assert main(["catalog", "show", "Mixtral-8x7B-Instruct-v0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "12,879,925,248 (12.88B)" in out and "experts_per_token" in out
+
+
+def test_the_models_screen_downloads_gpt_oss_packed(catalog):
+    from sizer.tui.engine import candidate_rows
+
+    rows = {r.entry.id: r for r in candidate_rows(catalog, simulated("1x RTX 4090"))}
+    # as shipped: 13,761,264,768 bytes, not 20,914,757,184 x 2 in bf16
+    assert rows[GPT_OSS].download_bytes == 13_761_264_768
