@@ -247,3 +247,19 @@ def test_the_models_screen_downloads_gpt_oss_packed(catalog):
     rows = {r.entry.id: r for r in candidate_rows(catalog, simulated("1x RTX 4090"))}
     # as shipped: 13,761,264,768 bytes, not 20,914,757,184 x 2 in bf16
     assert rows[GPT_OSS].download_bytes == 13_761_264_768
+
+
+def test_offloaded_moe_layers_cross_pcie_whole(catalog):
+    from sizer.core.estimate_speed import PCIE_GBS
+
+    qwen = catalog.get(QWEN)
+    report = fit_report(qwen, parse_precision("bf16"), 4096, 1, simulated("1x RTX 4090").devices(), True)
+    assert report.level == "split" and report.offloaded_bytes > 0
+    weights = report.memory["cuda"].weights.bytes  # 30,532,122,624 x 2
+    read = QWEN_ACTIVE * 2  # what a token reads of them
+    kv = report.memory["cuda"].kv_cache.bytes
+    # the GPU reads its share of the active bytes at 1008 GB/s x 0.7; accelerate copies every
+    # offloaded module (all its experts) over PCIe at 25 GB/s
+    seconds = (read * (1 - report.offloaded_bytes / weights) + kv) / (1008e9 * DECODE_EFFICIENCY)
+    seconds += report.offloaded_bytes / (PCIE_GBS * 1e9)
+    assert report.speed.decode_tps == pytest.approx(1 / seconds, rel=1e-6)

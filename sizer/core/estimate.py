@@ -10,6 +10,7 @@ HEADROOM x free bytes of a device, leaving the rest for fragmentation and other 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -109,7 +110,11 @@ def _speed(report_level: str, where: str, fits: Sequence[DeviceFit], est: dict[s
     m = est[kind]
     read = decode_read_bytes(entry, m.weights.bytes, expert_weight_bytes(entry, precision))
     weights = _moe_step_bytes(read, m.weights.bytes, offloaded)
-    return speed_estimate(device, active_params(entry), precision.compute, weights, m.kv_cache.bytes, batch, offloaded)
+    speed = speed_estimate(device, active_params(entry), precision.compute, weights, m.kv_cache.bytes, batch, offloaded)
+    if not entry.is_moe:
+        return speed
+    active = f" (active: the always-used weights and {entry.experts_per_token} of {entry.experts} experts per layer)"
+    return dataclasses.replace(speed, prefill_formula=speed.prefill_formula + active, decode_formula=speed.decode_formula + active)
 
 
 def _moe_step_bytes(read: int, weights: int, offloaded: int) -> int:
