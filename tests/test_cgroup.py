@@ -122,3 +122,30 @@ def test_ram_is_the_limit_only_when_lower_than_the_hosts(tmp_path):
     total, available, source = hardware.ram_under_limit(4 * GIB, 3 * GIB, limit)
     assert (total, available) == (4 * GIB, 3 * GIB) and source.startswith("the host's RAM")
 
+
+
+def test_a_stat_error_on_the_path_counts_as_no_cgroup_there(tmp_path, monkeypatch):
+    root, proc = tree(tmp_path, "0::/a\n", {"memory.max": str(GIB), "a/memory.max": str(2 * GIB)})
+    real = Path.is_dir
+
+    def denied(path):
+        if path.name == "a":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(Path, "is_dir", denied)
+    assert memory_limit(root, proc).limit_bytes == GIB  # only the mount itself could be read
+
+
+def test_the_hardware_screen_says_which_ram_applies():
+    import dataclasses
+
+    from sizer.core.hardware import simulated
+    from sizer.tui.screens.hardware import profile_lines
+
+    profile = simulated("8 vCPU 32GB")
+    limited = dataclasses.replace(profile, cpu=dataclasses.replace(
+        profile.cpu, ram_source="container limit: cgroup v2 memory.max (/sys/fs/cgroup/memory.max), below the host's 64.0 GiB"))
+    ram = next(line for line in profile_lines(limited) if line.startswith("RAM"))
+    assert ram.endswith("container limit: cgroup v2 memory.max (/sys/fs/cgroup/memory.max), below the host's 64.0 GiB")
+    assert next(line for line in profile_lines(profile) if line.startswith("RAM")).endswith("available")

@@ -105,7 +105,7 @@ def _moe_fields(text: Any, layers: int) -> dict[str, int]:
     shared_width = width if shared else _first(text, "shared_expert_intermediate_size")
     shared = shared or (1 if shared_width else 0)
     dense = set(getattr(text, "mlp_only_layers", None) or [])
-    step = _first(text, "decoder_sparse_step") or 1
+    step = _first(text, "decoder_sparse_step", "interleave_moe_layer_step") or 1  # Qwen, Llama 4
     first_sparse = _first(text, "first_k_dense_replace")
     freq = _first(text, "moe_layer_freq") or 1
     moe_layers = sum(

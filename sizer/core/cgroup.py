@@ -109,8 +109,15 @@ def _lineage(base: Path, own: str) -> list[Path]:
     if any(p in (".", "..") for p in parts):
         parts = []
     dirs = [base.joinpath(*parts[:n]) for n in range(len(parts), -1, -1)]
-    existing = [d for d in dirs if d.is_dir()]
-    return existing if dirs[0].is_dir() else [base]
+    existing = [d for d in dirs if _is_dir(d)]
+    return existing if _is_dir(dirs[0]) else [base]
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. EACCES on a parent: Path.is_dir only swallows "not found" errors
+        return False
 
 
 def _parse_limit(text: str | None) -> int | None:
