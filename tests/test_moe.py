@@ -70,7 +70,7 @@ def test_catalog_records_the_experts(catalog):
     assert [getattr(mixtral, f) for f in fields] == [8, 2, 14336, 0, 32]
     assert [getattr(gpt, f) for f in fields] == [32, 4, 2880, 0, 24]
     assert (qwen.params, mixtral.params, gpt.params) == (QWEN_PARAMS, MIXTRAL_PARAMS, GPT_OSS_PARAMS)
-    assert gpt.quantization == "mxfp4" and gpt.torch_dtype == "bfloat16"  # the card's dtype: the config names none
+    assert gpt.quant_method == "mxfp4" and gpt.torch_dtype == "bfloat16"  # the card's dtype: the config names none
     assert gpt.sliding_window == 128 and gpt.sliding_layers == 12  # alternating layer_types
     assert not catalog.get("Qwen/Qwen3-8B").is_moe
 

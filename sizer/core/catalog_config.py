@@ -188,7 +188,7 @@ def entry_from_config(repo_id: str, config: dict[str, Any], card: dict[str, Any]
         offline_file=card.get("offline_file", ""),
         config_source=card.get("config_source", ""),
         published_params_note=card.get("published_params_note", ""),
-        quantization=_quant_method(config),
+        quant_method=_quant_method(config),
         **_moe_fields(text, layers),
     )
 

@@ -115,7 +115,7 @@ def _check_values(entry: ModelEntry, label: str) -> None:
 
 
 def _check_experts(entry: ModelEntry, label: str) -> None:
-    counts = {n: getattr(entry, n) for n in MOE_FIELDS if n != "quantization"}
+    counts = {n: getattr(entry, n) for n in MOE_FIELDS if n != "quant_method"}
     negative = [n for n, v in counts.items() if v < 0]
     if negative:
         raise SizerError(f"{label}: field {negative[0]!r} must be 0 or more, got {counts[negative[0]]}")

@@ -85,12 +85,12 @@ def decode_read_bytes(entry: ModelEntry, weight_bytes: int, expert_bytes: int) -
 
 def shipped_weight_bytes(entry: ModelEntry) -> tuple[int, str] | None:
     """Bytes of a pre-quantized MoE checkpoint as published, and how; None when the entry's
-    `quantization` is not one this module knows.
+    `quant_method` is not one this module knows.
 
     mxfp4 (gpt-oss): the routed experts in MXFP4, everything else (attention, embeddings, head,
     router, norms, expert biases: transformers' `modules_to_not_convert`) in the checkpoint dtype.
     """
-    if entry.quantization != "mxfp4" or not entry.is_moe:
+    if entry.quant_method != "mxfp4" or not entry.is_moe:
         return None
     experts, _ = expert_params(entry)
     rest = entry.params - experts
