@@ -10,7 +10,7 @@ import tomllib
 import pytest
 
 from sizer.cli import main
-from sizer.core import gpu_specs, hardware, microbench
+from sizer.core import cgroup, gpu_specs, hardware, microbench
 from sizer.core.errors import SizerError
 from sizer.core.hardware import GIB, HardwareProfile, detect, simulated
 
@@ -202,7 +202,8 @@ def test_table_rows_are_complete():
     table = gpu_specs.load_table()
     models = {spec.model for spec in table}
     for wanted in ("H200 SXM", "H100 SXM", "H100 PCIe", "A100 SXM", "L40S", "L4", "A10G", "T4", "V100 SXM2",
-                   "RTX 3090", "RTX 4090", "RTX 5090", "RTX 4060", "RTX 4070", "RTX 4080",
+                   "RTX 3090", "RTX 4090", "RTX 5090", "RTX 5080", "RTX 4060", "RTX 4070", "RTX 4080",
+                   "RTX 4070 Ti SUPER", "H100 PCIe",
                    "M1 Pro", "M2 Max", "M3 Ultra", "M4 Max"):
         assert wanted in models
     for spec in table:
@@ -232,6 +233,53 @@ def test_driver_names_match_the_table(reported, total_gib, expected):
 
 def test_unknown_driver_name_has_no_datasheet():
     assert gpu_specs.match_device_name("Matrox G200eW") is None
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [
+        "NVIDIA GeForce RTX 4090 D",  # the China-market 4090: fewer SMs, not the 4090 row
+        "NVIDIA GeForce RTX 4090 Laptop GPU",  # a different chip (AD103, 16 GB, 576 GB/s)
+        "NVIDIA GH200 480GB",  # contains "H200" but is the Grace Hopper superchip
+        "NVIDIA GeForce RTX 4060 Ti Laptop GPU",
+        "NVIDIA A100X",
+        "NVIDIA GeForce RTX 3080 Ti",
+    ],
+)
+def test_near_miss_driver_names_get_no_datasheet(reported):
+    assert gpu_specs.match_device_name(reported, 24.0) is None
+
+
+@pytest.mark.parametrize(
+    ("reported", "total_gib", "expected", "bandwidth_gbs"),
+    [
+        # the SUPER cards have rows of their own, with their own bandwidth (not the base model's)
+        ("NVIDIA GeForce RTX 4070 Ti SUPER", 15.6, "RTX 4070 Ti SUPER 16GB", 672),
+        ("NVIDIA GeForce RTX 4070 Ti", 11.6, "RTX 4070 Ti 12GB", 504.2),
+        ("NVIDIA GeForce RTX 4080 SUPER", 15.6, "RTX 4080 SUPER 16GB", 736),
+        ("NVIDIA GeForce RTX 5080", 15.5, "RTX 5080 16GB", 960),
+        ("NVIDIA GeForce RTX 5090", 31.4, "RTX 5090 32GB", 1792),
+        ("NVIDIA GeForce RTX 3090 Ti", 23.6, "RTX 3090 Ti 24GB", 1008),
+        ("NVIDIA A100 80GB PCIe", 79.2, "A100 PCIe 80GB", 1935),
+        ("NVIDIA L40", 44.4, "L40 48GB", 864),
+        ("NVIDIA L4", 22.0, "L4 24GB", 300),
+    ],
+)
+def test_driver_names_match_their_exact_model(reported, total_gib, expected, bandwidth_gbs):
+    choice = gpu_specs.match_device_name(reported, total_gib)
+    assert choice.label == expected
+    assert choice.spec.bandwidth_gbs == bandwidth_gbs
+
+
+def test_detected_near_miss_gpu_has_no_datasheet_figures():
+    gpu = hardware.GPUInfo(0, "NVIDIA GeForce RTX 4090 D", "cuda", 24 * GIB, 23 * GIB, usable=False)
+    assert hardware._with_datasheet(gpu).datasheet is None
+
+
+def test_profile_names_the_super_card_exactly():
+    profile = simulated("RTX 4070 Ti SUPER")
+    assert profile.gpus[0].name == "RTX 4070 Ti SUPER 16GB"
+    assert profile.gpus[0].figures.bandwidth_gbs == 672
 
 
 # ---------------------------------------------------------------------------------- this machine
@@ -330,6 +378,36 @@ def test_hw_text_summary(cache, measure_calls, capsys):
     assert main(["hw"]) == 0
     out = capsys.readouterr().out
     assert "cpu (measured)" in out and "GiB total" in out and "GB/s" in out and "FLOP/s" in out
+
+
+def _fake_cgroup(tmp_path, monkeypatch, files):
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        if text is None:
+            (root / rel).mkdir()  # unreadable as a file
+        else:
+            (root / rel).write_text(text)
+    proc = tmp_path / "proc_self_cgroup"
+    proc.write_text("0::/\n")
+    real = cgroup.memory_limit
+    monkeypatch.setattr(cgroup, "memory_limit", lambda: real(root, proc))
+
+
+def test_hw_says_the_container_limit_applies(cache, measure_calls, capsys, tmp_path, monkeypatch):
+    _fake_cgroup(tmp_path, monkeypatch, {"memory.max": str(GIB), "memory.current": None, "memory.stat": "x y z"})
+    assert main(["hw"]) == 0
+    ram = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("RAM"))
+    assert ram.startswith("RAM      1.0 GiB total")
+    assert "container limit: cgroup v2 memory.max" in ram and "below the host's" in ram
+    assert detect().cpu.ram_total_bytes == GIB
+
+
+def test_hw_with_malformed_cgroup_files_uses_the_hosts_ram(cache, measure_calls, capsys, tmp_path, monkeypatch):
+    _fake_cgroup(tmp_path, monkeypatch, {"memory.max": "lots\n", "memory.current": "-"})
+    assert main(["hw"]) == 0
+    captured = capsys.readouterr()
+    assert "the host's RAM (no lower cgroup limit)" in captured.out and "Traceback" not in captured.err
 
 
 def test_hw_profile_text_and_json(capsys):

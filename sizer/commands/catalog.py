@@ -9,6 +9,7 @@ from typing import Any
 from sizer.core.catalog import Catalog, ModelEntry, load_catalog
 from sizer.core.catalog_file import entry_to_dict
 from sizer.core.errors import SizerError
+from sizer.core.estimate_experts import active_params
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +49,7 @@ def _row(entry: ModelEntry, cached: bool) -> dict[str, str]:
         "MODEL": entry.id,
         "FAMILY": entry.family,
         "KIND": entry.kind + (" (instruct)" if entry.instruct else ""),
-        "PARAMS": human_params(entry.params),
+        "PARAMS": human_params(entry.params) + (f" ({human_params(active_params(entry))} active)" if entry.is_moe else ""),
         "CONTEXT": f"{entry.max_context:,}",
         "DTYPE": entry.torch_dtype,
         "FORMATS": ",".join(entry.formats),
@@ -133,6 +134,8 @@ def _show(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     entry = catalog.get(args.id)
     data = {**entry_to_dict(entry), "cached": catalog.is_cached(entry)}
+    if entry.is_moe:
+        data["active_params"] = active_params(entry)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
@@ -140,7 +143,7 @@ def _show(args: argparse.Namespace) -> int:
     for key, value in data.items():
         if key == "gguf":
             value = "; ".join(f"{g['repo']} ({', '.join(g['files'])})" for g in value)
-        elif key in ("params", "published_params"):
+        elif key in ("params", "published_params", "active_params"):
             value = f"{int(value):,} ({human_params(value)})"
         elif isinstance(value, list):
             value = ", ".join(value)

@@ -46,7 +46,8 @@ def summary_lines(profile: HardwareProfile) -> list[str]:
         f"CPU      {cpu.model}: {cpu.physical_cores} physical / {cpu.logical_cores} logical cores"
         + (f", torch threads {cpu.threads}" if cpu.threads else ""),
         f"RAM      {_gib(cpu.ram_total_bytes)} total, {_gib(cpu.ram_available_bytes)} available"
-        + (" (shared with the GPU)" if profile.unified_memory else ""),
+        + (" (shared with the GPU)" if profile.unified_memory else "")
+        + (f"; {cpu.ram_source}" if cpu.ram_source else ""),
     ]
     for gpu in profile.gpus:
         facts = [f"{_gib(gpu.total_bytes)} total", f"{_gib(gpu.free_bytes)} free"]

@@ -68,13 +68,63 @@ def count_parameters(config: dict[str, Any], kind: str) -> int:
     return int(model.num_parameters())
 
 
-def _dtype_name(config: dict[str, Any]) -> str:
+def _dtype_name(config: dict[str, Any], card: dict[str, Any]) -> str:
+    """The config's dtype; else the card's `torch_dtype` (read from the Hub's safetensors metadata
+    where a config names none, as gpt-oss's does); else transformers' default, float32."""
     text = config.get("text_config") or {}
     for source in (config, text):
         for key in ("dtype", "torch_dtype"):
             if isinstance(source.get(key), str):
                 return source[key]
-    return "float32"  # transformers' default when a config names none
+    return str(card.get("torch_dtype", "float32"))
+
+
+def _first(obj: Any, *names: str) -> int:
+    """The first of the attributes `names` that `obj` sets to a positive number, else 0."""
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def _moe_fields(text: Any, layers: int) -> dict[str, int]:
+    """Mixture-of-experts fields from a text config (all 0 for a dense model).
+
+    Key names differ by family: Qwen2/3-MoE `num_experts`, `moe_intermediate_size`,
+    `decoder_sparse_step`, `mlp_only_layers` (Qwen2-MoE: one shared expert of
+    `shared_expert_intermediate_size`); Mixtral and gpt-oss `num_local_experts`, the expert width
+    being `intermediate_size`; DeepSeek `n_routed_experts`, `n_shared_experts` (of the expert width),
+    `first_k_dense_replace`, `moe_layer_freq`.
+    """
+    experts = _first(text, "num_experts", "num_local_experts", "n_routed_experts")
+    if not experts:
+        return {}
+    width = _first(text, "moe_intermediate_size", "intermediate_size")
+    shared = _first(text, "n_shared_experts")
+    shared_width = width if shared else _first(text, "shared_expert_intermediate_size")
+    shared = shared or (1 if shared_width else 0)
+    dense = set(getattr(text, "mlp_only_layers", None) or [])
+    step = _first(text, "decoder_sparse_step", "interleave_moe_layer_step") or 1  # Qwen, Llama 4
+    first_sparse = _first(text, "first_k_dense_replace")
+    freq = _first(text, "moe_layer_freq") or 1
+    moe_layers = sum(
+        1 for i in range(layers) if i not in dense and (i + 1) % step == 0 and i >= first_sparse and i % freq == 0
+    )
+    return {
+        "experts": experts,
+        "experts_per_token": _first(text, "num_experts_per_tok", "experts_per_token"),
+        "expert_intermediate_size": width,
+        "shared_experts": shared,
+        "shared_expert_intermediate_size": shared_width,
+        "moe_layers": moe_layers,
+    }
+
+
+def _quant_method(config: dict[str, Any]) -> str:
+    """quantization_config.quant_method of a pre-quantized checkpoint ("mxfp4", "awq"...), or ""."""
+    quant = config.get("quantization_config")
+    return str(quant.get("quant_method", "")) if isinstance(quant, dict) else ""
 
 
 def _sliding(text_cfg: Any, layers: int, max_context: int) -> tuple[int, int]:
@@ -125,7 +175,7 @@ def entry_from_config(repo_id: str, config: dict[str, Any], card: dict[str, Any]
         max_context=max_context,
         sliding_window=int(window),
         sliding_layers=int(sliding_layers),
-        torch_dtype=_dtype_name(config),
+        torch_dtype=_dtype_name(config, card),
         license=card.get("license", ""),
         gated=bool(card.get("gated", False)),
         instruct=bool(card.get("instruct", False)),
@@ -138,6 +188,8 @@ def entry_from_config(repo_id: str, config: dict[str, Any], card: dict[str, Any]
         offline_file=card.get("offline_file", ""),
         config_source=card.get("config_source", ""),
         published_params_note=card.get("published_params_note", ""),
+        quant_method=_quant_method(config),
+        **_moe_fields(text, layers),
     )
 
 

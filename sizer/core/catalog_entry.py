@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 KINDS = ("causal", "encoder")
+# Fields a dense model leaves at 0 or "": family files leave them out.
+MOE_FIELDS = ("experts", "experts_per_token", "expert_intermediate_size", "shared_experts",
+              "shared_expert_intermediate_size", "moe_layers", "quant_method")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,18 @@ class ModelEntry:
     offline_file: str = ""       # offline models: file or folder inside the package
     config_source: str = ""      # where the config.json the entry was built from came from
     published_params_note: str = ""  # where `published_params` was read
+    # Mixture-of-experts (all 0 for a dense model), from config.json:
+    experts: int = 0             # routed experts per MoE layer (num_experts / num_local_experts / n_routed_experts)
+    experts_per_token: int = 0   # routed experts each token uses (num_experts_per_tok)
+    expert_intermediate_size: int = 0  # one routed expert's MLP width (moe_intermediate_size)
+    shared_experts: int = 0      # always-used experts per MoE layer
+    shared_expert_intermediate_size: int = 0  # one shared expert's MLP width
+    moe_layers: int = 0          # layers whose MLP is a MoE block; the rest use intermediate_size
+    quant_method: str = ""       # quantization_config.quant_method of a pre-quantized checkpoint ("mxfp4", ...)
+
+    @property
+    def is_moe(self) -> bool:
+        return self.experts > 0 and self.moe_layers > 0
 
     @property
     def short_name(self) -> str:

@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any, Iterable
 
-from sizer.core.catalog_entry import KINDS, GGUFRepo, ModelEntry
+from sizer.core.catalog_entry import KINDS, MOE_FIELDS, GGUFRepo, ModelEntry
 from sizer.core.errors import SizerError
 from sizer.core.fileio import atomic_write_text
 
@@ -25,7 +25,7 @@ def entry_to_dict(entry: ModelEntry) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(entry):
         value = getattr(entry, f.name)
-        if value is None or (value in ("", ()) and f.default == value):
+        if value is None or (value in ("", ()) and f.default == value) or (f.name in MOE_FIELDS and not value):
             continue
         if f.name == "gguf":
             value = [{"repo": g.repo, "files": dict(g.files)} for g in value]
@@ -109,8 +109,24 @@ def _check_values(entry: ModelEntry, label: str) -> None:
             raise SizerError(f"{label}: field {name!r} must be positive, got {getattr(entry, name)}")
     if entry.sliding_window < 0 or not 0 <= entry.sliding_layers <= entry.layers:
         raise SizerError(f"{label}: field 'sliding_layers' must be between 0 and layers ({entry.layers})")
+    _check_experts(entry, label)
     if entry.source != "hub" and not entry.source.startswith("package:"):
         raise SizerError(f"{label}: field 'source' must be \"hub\" or \"package:<module>\", got {entry.source!r}")
+
+
+def _check_experts(entry: ModelEntry, label: str) -> None:
+    counts = {n: getattr(entry, n) for n in MOE_FIELDS if n != "quant_method"}
+    negative = [n for n, v in counts.items() if v < 0]
+    if negative:
+        raise SizerError(f"{label}: field {negative[0]!r} must be 0 or more, got {counts[negative[0]]}")
+    if not entry.experts and not entry.moe_layers:
+        return
+    if not (entry.experts and entry.moe_layers and entry.expert_intermediate_size):
+        raise SizerError(f"{label}: a mixture-of-experts entry needs experts, expert_intermediate_size and moe_layers")
+    if not 1 <= entry.experts_per_token <= entry.experts:
+        raise SizerError(f"{label}: field 'experts_per_token' must be between 1 and experts ({entry.experts})")
+    if entry.moe_layers > entry.layers:
+        raise SizerError(f"{label}: field 'moe_layers' must be at most layers ({entry.layers})")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

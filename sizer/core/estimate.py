@@ -10,6 +10,7 @@ HEADROOM x free bytes of a device, leaving the rest for fragmentation and other 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ from sizer.core.estimate_memory import (
     inference_memory,
     training_memory,
 )
+from sizer.core.estimate_experts import active_params, decode_read_bytes, expert_weight_bytes
 from sizer.core.estimate_speed import (
     DECODE_EFFICIENCY,
     PCIE_GBS,
@@ -106,7 +108,22 @@ def _speed(report_level: str, where: str, fits: Sequence[DeviceFit], est: dict[s
         f.device for f in fits if f.device.kind == kind
     )
     m = est[kind]
-    return speed_estimate(device, entry.params, precision.compute, m.weights.bytes, m.kv_cache.bytes, batch, offloaded)
+    read = decode_read_bytes(entry, m.weights.bytes, expert_weight_bytes(entry, precision))
+    weights = _moe_step_bytes(read, m.weights.bytes, offloaded)
+    speed = speed_estimate(device, active_params(entry), precision.compute, weights, m.kv_cache.bytes, batch, offloaded)
+    if not entry.is_moe:
+        return speed
+    active = f" (active: the always-used weights and {entry.experts_per_token} of {entry.experts} experts per layer)"
+    return dataclasses.replace(speed, prefill_formula=speed.prefill_formula + active, decode_formula=speed.decode_formula + active)
+
+
+def _moe_step_bytes(read: int, weights: int, offloaded: int) -> int:
+    """The weight figure for `speed_estimate` when a step reads `read` of `weights` bytes: the
+    device reads its share of `read`, while offloaded modules cross PCIe whole (accelerate moves
+    every expert of an offloaded layer)."""
+    if read == weights or not weights:
+        return weights
+    return int(read * (1 - offloaded / weights)) + offloaded
 
 
 def fit_report(

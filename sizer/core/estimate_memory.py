@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sizer.core.catalog import ModelEntry
 from sizer.core.errors import SizerError
+from sizer.core.estimate_experts import mlp_widths
 from sizer.core.quant import (
     BNB_BITS,
     FLOAT_BYTES,
@@ -67,7 +68,7 @@ class ParamGroups:
     attn_qo: int
     attn_k: int
     attn_v: int
-    ffn_up: int  # gate + up (or the single up projection of a non-gated MLP)
+    ffn_up: int  # gate + up (or the single up projection of a non-gated MLP); every expert of a MoE
     ffn_down: int
     other: int  # norms, biases, position embeddings, pooler: params minus everything above
 
@@ -144,8 +145,9 @@ def param_groups(entry: ModelEntry) -> ParamGroups:
     embed = entry.vocab_size * h
     head = 0 if (entry.tied_embeddings or entry.kind == "encoder") else entry.vocab_size * h
     attn_qo, attn_k, attn_v = layers * 2 * h * q_dim, layers * h * kv_dim, layers * h * kv_dim
-    ffn_up = layers * h * entry.intermediate_size * (2 if is_gated_mlp(entry) else 1)
-    ffn_down = layers * h * entry.intermediate_size
+    widths = mlp_widths(entry)  # MoE layers hold every expert
+    ffn_up = h * widths * (2 if is_gated_mlp(entry) else 1)
+    ffn_down = h * widths
     groups = ParamGroups(embed, head, attn_qo, attn_k, attn_v, ffn_up, ffn_down, 0)
     other = entry.params - embed - head - groups.linear
     if other >= 0:

@@ -310,21 +310,20 @@ def _positive_number(value: Any, what: str) -> float:
     return float(value)
 
 
+_REPORTED_MEMORY = re.compile(r"\d+\s*(?:gb|gib)\b", re.I)
+
+
 def match_device_name(name: str, total_gb: float | None = None) -> GpuChoice | None:
     """The table row for a name a driver reports (e.g. "NVIDIA A100-SXM4-80GB"), or None.
 
-    The longest table name contained in the reported name wins; memory picks among variants.
+    The name without vendor words and its memory size must equal a table name or alias: a
+    "GeForce RTX 4070 Ti SUPER" is not the "RTX 4070 Ti" row, and a model the table lacks gets no
+    datasheet figures rather than a near miss's. Memory picks among a model's variants.
     """
-    reported = normalize(name)
-    best: list[tuple[int, GpuSpec]] = []
-    for spec in load_table():
-        length = max((len(normalize(n)) for n in (spec.model, *spec.aliases) if normalize(n) in reported), default=0)
-        if length:
-            best.append((length, spec))
-    if not best:
+    key = normalize(_REPORTED_MEMORY.sub(" ", name))
+    rows = [spec for spec in load_table() if key in {normalize(n) for n in (spec.model, *spec.aliases)}]
+    if not key or not rows:
         return None
-    longest = max(length for length, _ in best)
-    rows = [spec for length, spec in best if length == longest]
     sizes = [(abs(m - (total_gb or m)), spec, m) for spec in rows for m in spec.memory_gb]
     _, spec, memory = min(sizes, key=lambda item: item[0])
     return GpuChoice(spec, memory)

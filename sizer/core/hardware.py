@@ -35,7 +35,7 @@ from typing import Any
 
 import psutil
 
-from sizer.core import gpu_specs
+from sizer.core import cgroup, gpu_specs
 from sizer.core.events import Message, Sink, null_sink
 from sizer.core.fileio import atomic_write_text
 from sizer.core.paths import cache_dir, hf_cache_dir
@@ -92,6 +92,7 @@ class CPUInfo:
     ram_available_bytes: int
     threads: int | None = None  # torch threads the figures were measured with
     figures: Figures = Figures()
+    ram_source: str = ""  # detected machines: whose RAM figure applies (the host's or a cgroup limit)
 
 
 @dataclass(frozen=True)
@@ -260,10 +261,19 @@ def detect(remeasure: bool = False, sink: Sink = null_sink) -> HardwareProfile:
 def _detect_cpu() -> CPUInfo:
     memory = psutil.virtual_memory()
     logical = psutil.cpu_count(logical=True) or 1
+    total, available, source = ram_under_limit(memory.total, memory.available, cgroup.memory_limit())
     return CPUInfo(
         model=_cpu_model(), physical_cores=psutil.cpu_count(logical=False) or logical,
-        logical_cores=logical, ram_total_bytes=memory.total, ram_available_bytes=memory.available,
+        logical_cores=logical, ram_total_bytes=total, ram_available_bytes=available, ram_source=source,
     )
+
+
+def ram_under_limit(host_total: int, host_available: int, limit: cgroup.MemoryLimit | None) -> tuple[int, int, str]:
+    """(total, available, which applies): a container's cgroup limit when lower than the host's RAM."""
+    if limit is None or limit.limit_bytes >= host_total:
+        return host_total, host_available, "the host's RAM (no lower cgroup limit)"
+    available = min(host_available, limit.available_bytes)
+    return limit.limit_bytes, available, f"container limit: {limit.describe()}, below the host's {host_total / GIB:.1f} GiB"
 
 
 def _cpu_model() -> str:

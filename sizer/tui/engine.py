@@ -11,6 +11,7 @@ from typing import Any, Callable
 from sizer.core import events
 from sizer.core.catalog import Catalog, ModelEntry
 from sizer.core.estimate import fit_report
+from sizer.core.estimate_experts import shipped_weight_bytes
 from sizer.core.estimate_memory import checkpoint_float, weights_term
 from sizer.core.hardware import HardwareProfile
 from sizer.core.placement import planned_dtype
@@ -68,7 +69,8 @@ def candidate_rows(catalog: Catalog, profile: HardwareProfile) -> list[Candidate
                             overhead_reserved=profile.simulated)
         need = min(f.need_bytes for f in report.devices)
         decode = report.speed.decode_tps if report.speed else None
-        download = weights_term(entry, parse_precision(checkpoint_float(entry))).bytes
+        shipped = shipped_weight_bytes(entry)  # a pre-quantized checkpoint downloads packed
+        download = shipped[0] if shipped else weights_term(entry, parse_precision(checkpoint_float(entry))).bytes
         rows.append(CandidateRow(entry, report.level, need, decode, catalog.is_cached(entry), download))
     return rows
 

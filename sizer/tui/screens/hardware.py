@@ -26,7 +26,8 @@ def profile_lines(profile: HardwareProfile) -> list[str]:
     cpu = profile.cpu
     title = f"[b]{escape(profile.name)}[/b]" + (" [i](simulated)[/i]" if profile.simulated else "")
     lines = [title, f"CPU  {cpu.model}: {cpu.physical_cores} physical / {cpu.logical_cores} logical cores",
-             f"RAM  {gib(cpu.ram_total_bytes)} total, {gib(cpu.ram_available_bytes)} available", "",
+             f"RAM  {gib(cpu.ram_total_bytes)} total, {gib(cpu.ram_available_bytes)} available"
+             + (f"; {escape(cpu.ram_source)}" if cpu.ram_source else ""), "",
              speed_line("cpu", cpu.figures)]
     lines += [speed_line(f"gpu {g.index}", g.figures) for g in profile.gpus]
     return lines
