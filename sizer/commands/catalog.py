@@ -142,7 +142,7 @@ def _show(args: argparse.Namespace) -> int:
     width = max(len(k) for k in data)
     for key, value in data.items():
         if key == "gguf":
-            value = "; ".join(f"{g['repo']} ({', '.join(g['files'])})" for g in value)
+            value = "; ".join(f"{g['repo']} ({', '.join(_quant_label(q, g) for q in g['files'])})" for g in value)
         elif key in ("params", "published_params", "active_params"):
             value = f"{int(value):,} ({human_params(value)})"
         elif isinstance(value, list):
@@ -151,6 +151,12 @@ def _show(args: argparse.Namespace) -> int:
             value = "yes" if value else "no"
         print(f"{key.ljust(width)}  {value}")
     return 0
+
+
+def _quant_label(quant: str, gguf: dict) -> str:
+    """The quant name, with the file size the repo's listing gives when known ("Q4_K_M 4.68 GB")."""
+    size = gguf.get("sizes_gb", {}).get(quant)
+    return f"{quant} {size:g} GB" if size is not None else quant
 
 
 def _refresh(args: argparse.Namespace) -> int:

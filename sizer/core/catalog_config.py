@@ -208,7 +208,7 @@ def quant_of(filename: str) -> str | None:
 
 
 def _gguf_repos(card: dict[str, Any]) -> tuple[GGUFRepo, ...]:
-    repos = [GGUFRepo(g["repo"], dict(g.get("files", {}))) for g in card.get("gguf", [])]
+    repos = [GGUFRepo(g["repo"], dict(g.get("files", {})), dict(g.get("sizes_gb", {}))) for g in card.get("gguf", [])]
     offline, source = card.get("offline_file", ""), card.get("offline_source")
     if offline.endswith(".gguf") and source and all(r.repo != source for r in repos):
         repos.insert(0, GGUFRepo(source, {quant_of(offline) or "GGUF": offline}))

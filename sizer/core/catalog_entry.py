@@ -16,10 +16,12 @@ MOE_FIELDS = ("experts", "experts_per_token", "expert_intermediate_size", "share
 
 @dataclass(frozen=True)
 class GGUFRepo:
-    """A Hub repo (or installed package) with GGUF files of one model: quant name -> file name."""
+    """A Hub repo (or installed package) with GGUF files of one model: quant name -> file name, and
+    where the repo's file listing states it, quant name -> file size in GB (10^9 bytes, as listed)."""
 
     repo: str
     files: dict[str, str] = field(default_factory=dict)  # e.g. {"Q4_K_M": "qwen2.5-7b-instruct-q4_k_m.gguf"}
+    sizes_gb: dict[str, float] = field(default_factory=dict)  # e.g. {"Q4_K_M": 4.68}; informational
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,18 @@ def entry_to_dict(entry: ModelEntry) -> dict[str, Any]:
         if value is None or (value in ("", ()) and f.default == value) or (f.name in MOE_FIELDS and not value):
             continue
         if f.name == "gguf":
-            value = [{"repo": g.repo, "files": dict(g.files)} for g in value]
+            value = [_gguf_table(g) for g in value]
         elif isinstance(value, tuple):
             value = list(value)
         out[f.name] = value
     return out
+
+
+def _gguf_table(g: GGUFRepo) -> dict[str, Any]:
+    table: dict[str, Any] = {"repo": g.repo, "files": dict(g.files)}
+    if g.sizes_gb:
+        table["sizes_gb"] = dict(g.sizes_gb)
+    return table
 
 
 def _hints() -> dict[str, Any]:
@@ -89,16 +96,22 @@ def entry_from_dict(data: dict[str, Any], where: str) -> ModelEntry:
 
 def _convert(name: str, value: Any, label: str) -> Any:
     if name == "gguf":
-        repos = []
-        for item in value:
-            repo, files = item.get("repo"), item.get("files", {})
-            if not isinstance(repo, str) or not isinstance(files, dict) or set(item) - {"repo", "files"} or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in files.items()
-            ):
-                raise SizerError(f"{label}: field 'gguf' entries need repo = \"...\" and files = {{QUANT = \"file\"}}")
-            repos.append(GGUFRepo(repo, dict(files)))
-        return tuple(repos)
+        return tuple(_gguf_repo(item, label) for item in value)
     return tuple(value) if isinstance(value, list) else value
+
+
+def _gguf_repo(item: dict[str, Any], label: str) -> GGUFRepo:
+    """One `gguf` table: repo, files {QUANT = "file"} and optional sizes_gb {QUANT = GB}."""
+    repo, files, sizes = item.get("repo"), item.get("files", {}), item.get("sizes_gb", {})
+    if not isinstance(repo, str) or not isinstance(files, dict) or set(item) - {"repo", "files", "sizes_gb"} or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+    ):
+        raise SizerError(f"{label}: field 'gguf' entries need repo = \"...\" and files = {{QUANT = \"file\"}}")
+    if not isinstance(sizes, dict) or not all(k in files and type_ok(v, float) and v > 0 for k, v in sizes.items()):
+        raise SizerError(
+            f"{label}: field 'gguf' sizes_gb must give a size in GB for quants named in files, e.g. {{Q4_K_M = 4.68}}"
+        )
+    return GGUFRepo(repo, dict(files), {k: float(v) for k, v in sizes.items()})
 
 
 def _check_values(entry: ModelEntry, label: str) -> None:
