@@ -109,8 +109,9 @@ def _check_values(entry: ModelEntry, label: str) -> None:
             raise SizerError(f"{label}: field {name!r} must be positive, got {getattr(entry, name)}")
     if entry.sliding_window < 0 or not 0 <= entry.sliding_layers <= entry.layers:
         raise SizerError(f"{label}: field 'sliding_layers' must be between 0 and layers ({entry.layers})")
-    if entry.source != "hub" and not entry.source.startswith("package:"):
-        raise SizerError(f"{label}: field 'source' must be \"hub\" or \"package:<module>\", got {entry.source!r}")
+    if entry.source not in ("hub", "local") and not entry.source.startswith("package:"):
+        raise SizerError(f"{label}: field 'source' must be \"hub\", \"local\" or \"package:<module>\", "
+                         f"got {entry.source!r}")
 
 
 def read_toml(path: Path) -> dict[str, Any]:
