@@ -47,14 +47,8 @@ def _build_wheel(tmp: Path) -> Path:
 
 
 def _venv_with(wheel: Path, tmp: Path) -> tuple[Path, Path]:
-    """A fresh venv holding the unpacked wheel; returns (python, its site-packages)."""
-    venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
-    with zipfile.ZipFile(wheel) as archive:
-        archive.extractall(site)
+    """A fresh venv holding the unpacked wheel, its dependencies reachable; returns (python, site-packages)."""
+    python, site = _venv_with_files(wheel, tmp)
     # bytecode now, as pip does at install time, so that running sizer writes nothing there
     subprocess.run([str(python), "-m", "compileall", "-q", str(site / "sizer")], check=True, timeout=300)
     (site / "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -116,3 +110,57 @@ def test_wheel_install_runs_catalog_fit_and_the_demo_without_the_source_tree(tmp
     assert (home / "sizer-data" / "catalog" / "local.toml").is_file()
 
     assert _tree(site / "sizer") == installed  # nothing written into the install
+
+
+@pytest.mark.slow
+def test_editable_install_maps_the_top_level_folders(tmp_path):
+    src = tmp_path / "src"
+    for name in SOURCES:
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        src.mkdir(exist_ok=True)
+        copy(ROOT / name, src / name)
+    build = ("import sys; from setuptools import build_meta; "
+             "print(build_meta.build_editable(sys.argv[1]))")
+    subprocess.run([sys.executable, "-c", build, str(tmp_path / "dist")], cwd=src, check=True, timeout=300,
+                   capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    python, site = _venv_with_files(wheel, tmp_path)
+    probe = ("import importlib.resources as r; print(r.files('sizer._catalogs')); print(r.files('sizer._examples'))")
+    out = subprocess.run([str(python), "-c", probe], cwd=tmp_path, env={"PATH": os.environ["PATH"]},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(src / "catalogs"), str(src / "examples")]  # the source folders, not copies
+
+
+def _venv_with_files(wheel: Path, tmp: Path) -> tuple[Path, Path]:
+    """A fresh venv `--without-pip` with the wheel unpacked into its site-packages (nothing else)."""
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    return python, site
+
+
+# ------------------------------------------------------------------ the shipped files, in process
+
+
+def test_demo_and_examples_come_from_the_package(capsys):
+    from sizer.cli import main
+
+    assert main(["task", "check", "--demo", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == 320  # 40 messages x 8 intents
+    assert main(["task", "examples", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert {Path(r["path"]).name for r in rows.values()} == {"banking.toml", "handbook.toml"}
+    assert [Path(r["path"]).name for r in rows.values() if r["demo"]] == ["banking.toml"]
+    assert all(Path(r["path"]).parent == shipped_examples() for r in rows.values())
+
+
+def test_task_check_needs_a_path_or_demo(capsys):
+    from sizer.cli import main
+
+    assert main(["task", "check"]) == 2
+    assert main(["task", "check", "x.toml", "--demo"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["sizer: error: name one task file PATH, or pass --demo (not both)"] * 2
