@@ -226,3 +226,26 @@ def test_trial_and_run_on_a_model_folder(trial_env, tiny_hub, tmp_path, capsys):
     report = tomllib.loads(out.read_text())
     assert [c["model"] for c in report["candidates"]] == [str(mine.resolve())]
     assert report["candidates"][0]["usable"] is True
+
+
+def test_the_app_adds_a_model_folder_typed_in_the_search_box(folder, sizer_home):
+    import asyncio
+
+    from sizer.core.hardware import simulated
+    from sizer.core.paths import demo_task
+    from sizer.tui.app import SizerApp
+
+    async def go():
+        app = SizerApp(demo_task(), here=simulated("1x RTX 4090"))
+        async with app.run_test(size=(120, 36)) as pilot:
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            await pilot.press("3", "slash", *str(folder), "enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            return app.state.selected, {r.entry.id: r for r in app.state.candidates}
+
+    selected, rows = asyncio.run(go())
+    added = str(folder.resolve())
+    assert added in selected and rows[added].entry.params == TINY_PARAMS and rows[added].cached
+    assert [m["id"] for m in _user_models(sizer_home, "local")] == [added]
