@@ -20,7 +20,6 @@ from typing import Any, Iterator, Sequence
 
 from sizer.core.catalog import Catalog, ModelEntry, entry_from_config, load_catalog
 from sizer.core.catalog_config import quant_of, transformers_knows
-from sizer.core.catalog_file import write_family_file
 from sizer.core.errors import SizerError
 from sizer.core.events import Message, Progress, Sink, null_sink
 
