@@ -46,10 +46,10 @@ def build(repo_id: str, hub: Path, tokenizer: Path) -> float:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from sizer.core.catalog_build import config_path, read_config
-    from sizer.core.paths import repo_root_catalogs
+    from sizer.core.paths import shipped_catalogs
 
     began = time.perf_counter()
-    config = AutoConfig.for_model(**read_config(config_path(repo_root_catalogs(), repo_id)))
+    config = AutoConfig.for_model(**read_config(config_path(shipped_catalogs(), repo_id)))
     with torch.device("cpu"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     repo = hub / f"models--{repo_id.replace('/', '--')}"

@@ -27,6 +27,15 @@ TINY_REMOTE = "sizer-test/tiny-remote"      # config needs code from the repo (a
 NOT_DOWNLOADED = "sizer-test/not-downloaded"  # listed in the catalog, in no cache
 
 
+@pytest.fixture(autouse=True)
+def sizer_home(tmp_path, monkeypatch) -> Path:
+    """Every test has its own user data folder (SIZER_HOME): no user catalog leaks in from the
+    machine or from another test."""
+    home = tmp_path / "sizer-home"
+    monkeypatch.setenv("SIZER_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def smollm2_tokenizer(tmp_path_factory) -> Path:
     return tiny_models.save_smollm2_tokenizer(tmp_path_factory.mktemp("smollm2-tokenizer"))

@@ -1,4 +1,5 @@
-"""`sizer catalog refresh` against a local stand-in for the Hub (tests/hub_fixture.py); never the network."""
+"""`sizer catalog refresh` against a local stand-in for the Hub (tests/hub_fixture.py); never the network.
+Refreshed entries go to the user catalog (SIZER_HOME/catalog); the base catalog is never written."""
 
 from __future__ import annotations
 
@@ -44,16 +45,23 @@ def catalog_dir(tmp_path, monkeypatch) -> Path:
     return directory
 
 
+@pytest.fixture
+def user_dir(sizer_home) -> Path:
+    return sizer_home / "catalog"
+
+
 def _family(directory: Path, name: str) -> list[dict]:
     return tomllib.loads((directory / f"{name}.toml").read_text())["models"]
 
 
-def test_refresh_family_rewrites_toml_and_keeps_card_fields(hub_server, catalog_dir, capsys):
+def test_refresh_family_rewrites_toml_and_keeps_card_fields(hub_server, catalog_dir, user_dir, capsys):
+    before = (catalog_dir / "qwen2.5.toml").read_bytes()
     assert main(["catalog", "refresh", "qwen2.5"]) == 0
     out = capsys.readouterr().out
     assert f"{QWEN}: 494,032,768 params" in out
+    assert (catalog_dir / "qwen2.5.toml").read_bytes() == before  # the base catalog is read only
 
-    (model,) = _family(catalog_dir, "qwen2.5")
+    (model,) = _family(user_dir, "qwen2.5")
     assert model["license"] == "apache-2.0"  # from the Hub
     assert model["revision"] == "aaaa000000000000000000000000000000000001"
     assert model["published_params"] == 0.49e9  # hand-written, kept
@@ -65,45 +73,47 @@ def test_refresh_family_rewrites_toml_and_keeps_card_fields(hub_server, catalog_
     assert gguf["files"]["Q8_0"] == "qwen2.5-0.5b-instruct-q8_0.gguf"
     assert gguf["files"]["F16"] == "qwen2.5-0.5b-instruct-fp16.gguf"
     assert len(gguf["files"]) == 9
-    assert json.loads(config_path(catalog_dir, QWEN).read_text()) == _fixture_config(QWEN)
-    assert load_catalog().get(QWEN).gguf[0] == GGUFRepo(QWEN_GGUF, gguf["files"])
+    assert json.loads(config_path(user_dir, QWEN).read_text()) == _fixture_config(QWEN)
+    assert load_catalog().get(QWEN).gguf[0] == GGUFRepo(QWEN_GGUF, gguf["files"])  # the user entry wins
 
     paths = {path for _, path in hub_server.requests}
     assert f"/api/models/{QWEN}" in paths and f"/api/models/{QWEN_GGUF}" in paths
     assert f"/{QWEN}/resolve/aaaa000000000000000000000000000000000001/config.json" in paths
 
 
-def test_refresh_new_repo_needs_family_then_adds_it(hub_server, catalog_dir, capsys):
+def test_refresh_new_repo_needs_family_then_adds_it(hub_server, catalog_dir, user_dir, capsys):
     assert main(["catalog", "refresh", SMOL]) == 2
     err = capsys.readouterr().err
     assert "--family" in err and SMOL in err and len(err.splitlines()) == 1
 
     assert main(["catalog", "refresh", SMOL, "--family", "smollm2"]) == 0
-    (model,) = _family(catalog_dir, "smollm2")
+    (model,) = _family(user_dir, "smollm2")
     assert model["params"] == 1_711_376_384  # meta-device build equals the Hub's safetensors total
     assert model["published_params"] == 1_711_376_384
     assert model["instruct"] is True and model["kind"] == "causal"
     assert model["tied_embeddings"] is True
     assert [m["id"] for m in _family(catalog_dir, "qwen2.5")] == [QWEN]  # other families untouched
+    assert not (user_dir / "qwen2.5.toml").exists()
+    assert [e.id for e in load_catalog().entries] == [QWEN, SMOL]  # shipped, then the user's
 
 
-def test_refresh_gated_without_token_is_one_line_and_writes_nothing(hub_server, catalog_dir, capsys):
+def test_refresh_gated_without_token_is_one_line_and_writes_nothing(hub_server, catalog_dir, user_dir, capsys):
     before = (catalog_dir / "qwen2.5.toml").read_bytes()
     assert main(["catalog", "refresh", QWEN, LLAMA, "--family", "llama3"]) == 2
     *progress, error = capsys.readouterr().err.splitlines()
     assert progress == [f"refresh: 1/2 {QWEN}"]
     assert error.startswith(f"sizer: error: {LLAMA} is gated") and "HF_TOKEN" in error
-    assert (catalog_dir / "qwen2.5.toml").read_bytes() == before  # all repos are read before any write
-    assert not (catalog_dir / "llama3.toml").exists()
+    assert (catalog_dir / "qwen2.5.toml").read_bytes() == before
+    assert not user_dir.exists()  # all repos are read before any write
 
 
-def test_refresh_gated_with_token_keeps_the_token_out_of_the_catalog(hub_server, catalog_dir, monkeypatch):
+def test_refresh_gated_with_token_keeps_the_token_out_of_the_catalog(hub_server, catalog_dir, user_dir, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_test_value")
     assert main(["catalog", "refresh", LLAMA, "--family", "llama3"]) == 0
-    (model,) = _family(catalog_dir, "llama3")
+    (model,) = _family(user_dir, "llama3")
     assert model["gated"] is True and model["license"] == "llama3.2"
     assert model["params"] == 1_235_814_400
-    written = "".join(p.read_text() for p in catalog_dir.rglob("*") if p.is_file())
+    written = "".join(p.read_text() for p in user_dir.rglob("*") if p.is_file())
     assert "hf_secret_test_value" not in written
 
 

@@ -233,7 +233,8 @@ def test_unknown_dtype_lists_the_valid_ones():
         (["fit"], "name one MODEL"),
     ],
 )
-def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys):
+def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an id outside the catalog is looked up on the Hub otherwise
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""

@@ -20,7 +20,7 @@ from sizer.core import finetune
 from sizer.core.backends.causal_lm import CausalLM
 from sizer.core.catalog import load_catalog
 from sizer.core.learning_curve import estimate, learning_curve, nested_subsets
-from sizer.core.paths import repo_root_catalogs
+from sizer.core.paths import shipped_examples
 from sizer.core.placement import torch_dtype
 from sizer.core.resolve import locate
 from sizer.core.runners import make_runner
@@ -31,7 +31,7 @@ from sizer.core.task import load_task
 from sizer.core.trial import TrialSpec, run_trial
 from tiny_models import MINILM, banking_rows, write_task
 
-BANKING = str(repo_root_catalogs().parent / "examples" / "banking.toml")
+BANKING = str(shipped_examples() / "banking.toml")
 
 
 class FakeClock:

@@ -18,14 +18,14 @@ from sizer.cli import main
 from sizer.core.backends.http import OpenAIClient, backoff_delay
 from sizer.core.endpoints import Endpoint, endpoint_from_table, make_endpoint, normalize_url
 from sizer.core.errors import SizerError
-from sizer.core.paths import repo_root_catalogs
+from sizer.core.paths import shipped_examples
 from sizer.core.runners.http_classify import closest_label, label_prefixes
 from sizer.core.store import TrialStore
 from sizer.core.task import load_task
 from sizer.core.trial import TrialSpec, run_trial
 from tiny_models import SMOLLM2
 
-BANKING = str(repo_root_catalogs().parent / "examples" / "banking.toml")
+BANKING = str(shipped_examples() / "banking.toml")
 KEY = "sk-sizer-test-0123456789abcdefXYZ"
 
 

@@ -14,7 +14,7 @@ from sizer.cli import main
 from sizer.core import retrieval
 from sizer.core.backends.causal_lm import CausalLM, brute_force_loglik
 from sizer.core.catalog import load_catalog
-from sizer.core.paths import repo_root_catalogs
+from sizer.core.paths import shipped_examples
 from sizer.core.resolve import locate
 from sizer.core.runners.lm_rag import PASSAGES, KNNClassifyRunner, RAGGenerateRunner, nearest_demonstrations
 from sizer.core.split import split
@@ -24,7 +24,7 @@ from sizer.core.task import load_task
 from sizer.core.trial import TrialSpec, limit_examples, run_trial
 from tiny_models import MINILM, SMOLLM2, write_task
 
-EXAMPLES = repo_root_catalogs().parent / "examples"
+EXAMPLES = shipped_examples()
 BANKING = EXAMPLES / "banking.toml"
 HANDBOOK = EXAMPLES / "handbook.toml"
 

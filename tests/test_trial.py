@@ -17,7 +17,7 @@ from sizer.cli import main
 from sizer.core.backends.causal_lm import CausalLM, brute_force_loglik
 from sizer.core.catalog import family_files, load_catalog
 from sizer.core.errors import SizerError
-from sizer.core.paths import repo_root_catalogs
+from sizer.core.paths import shipped_catalogs, shipped_examples
 from sizer.core.resolve import locate
 from sizer.core.runners.lm_classify import LMClassifyRunner
 from sizer.core.split import split
@@ -26,7 +26,7 @@ from sizer.core.task import load_task
 from sizer.core.trial import TrialSpec, limit_examples, run_trial
 from tiny_models import MINILM, SMOLLM2, banking_rows, write_task
 
-BANKING = str(repo_root_catalogs().parent / "examples" / "banking.toml")
+BANKING = str(shipped_examples() / "banking.toml")
 BANKING_LABELS = 8
 
 
@@ -105,7 +105,7 @@ def test_smollm2_gguf_few_shot(trial_env, capsys):
 
 
 def test_shipped_catalog_locates_the_offline_models():
-    if not family_files(repo_root_catalogs()):
+    if not family_files(shipped_catalogs()):
         pytest.skip("catalogs/*.toml not generated yet (python -m sizer.core.catalog build)")
     catalog = load_catalog()
     for model_id in (SMOLLM2, MINILM):

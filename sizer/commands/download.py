@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
         "download", aliases=["pull"],
         help="fetch a catalog model (config, tokenizer, safetensors) or one GGUF file from the Hub",
     )
-    parser.add_argument("model", metavar="MODEL", help="catalog model id or short name")
+    parser.add_argument("model", metavar="MODEL", help="catalog id or short name, or any Hub repo id")
     parser.add_argument("--quant", metavar="Q", help="one GGUF file of this quantization, e.g. Q4_K_M")
     parser.add_argument("--revision", metavar="R", help="branch, tag or commit (default: the catalog's revision)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON, progress as JSON lines")
@@ -23,10 +23,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sizer.core.catalog import load_catalog
     from sizer.core.download import download
+    from sizer.core.model_lookup import resolve_model
 
-    entry = load_catalog().get(args.model)
+    entry = resolve_model(args.model)
     path = download(entry, quant=args.quant, revision=args.revision, sink=stream_sink(as_json=args.json))
     if args.json:
         print(json.dumps({"model": entry.id, "quant": args.quant.upper() if args.quant else None, "path": str(path)}))

@@ -16,7 +16,7 @@ from sizer.core.quant import parse_precision
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("fit", help="what a model needs, whether it fits here, and how fast it would run")
-    parser.add_argument("model", nargs="?", help="catalog model id or short name")
+    parser.add_argument("model", nargs="?", help="catalog id or short name, any Hub repo id, a folder with config.json, or a .gguf file")
     parser.add_argument("--all", action="store_true", help="rank every catalog model for this machine")
     parser.add_argument("--dtype", help="fp32, bf16, fp16, int8, int4 or a GGUF type like Q4_K_M "
                         "(default: what a trial would use on the machine: bf16 on recent GPUs, fp32 on CPU)")
@@ -33,10 +33,11 @@ def run(args: argparse.Namespace) -> int:
     check_shape(args.context, args.batch)
     fixed = parse_precision(args.dtype) if args.dtype else None  # a bad --dtype fails before profiling
     from sizer.core.catalog import load_catalog
+    from sizer.core.model_lookup import resolve_model
     from sizer.core.placement import planned_dtype
 
     catalog = load_catalog()
-    entries = catalog.entries if args.all else [catalog.get(args.model)]
+    entries = catalog.entries if args.all else [resolve_model(args.model, catalog)]
     profile = _profile(args.profile)
     devices = profile.devices()
     reports = [fit_report(e, fixed or parse_precision(planned_dtype(profile, e.kind)), args.context, args.batch,

@@ -26,7 +26,8 @@ from sizer.commands.show import render
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="walk the model sizes and recommend a model and an adaptation")
     p.add_argument("task", nargs="?", help="task TOML file (not needed with --resume)")
-    p.add_argument("--models", help="comma-separated catalog ids or short names (default: the whole catalog)")
+    p.add_argument("--models", help="comma-separated catalog ids or short names, Hub repo ids, model folders or .gguf files "
+                   "(default: the whole catalog)")
     p.add_argument("--family", help="only this catalog family")
     p.add_argument("--strategies", help=f"comma-separated, cheapest first (default: {','.join(STRATEGIES)})")
     p.add_argument("--target", type=float, help="absolute metric to reach (overrides the task's target)")

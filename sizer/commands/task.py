@@ -1,4 +1,5 @@
-"""`sizer task new|check`: write a commented task template; validate and summarise a task."""
+"""`sizer task new|check|examples`: write a commented task template; validate and summarise a task;
+list the example tasks that come with sizer (the demo among them)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Callable
 
 from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
+from sizer.core.paths import demo_task, shipped_examples
 from sizer.core.task import KINDS, load_task, summarize
 
 _HEAD = """\
@@ -119,11 +121,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument("path", metavar="PATH")
     new.set_defaults(func=run_new)
     check = sub.add_parser("check", help="validate a task file and summarise it")
-    check.add_argument("path", metavar="PATH")
+    check.add_argument("path", metavar="PATH", nargs="?")
+    check.add_argument("--demo", action="store_true", help="check the built-in demo task instead of PATH")
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
     check.add_argument("--tokenizer", metavar="NAME_OR_DIR",
                        help="count tokens with this tokenizer (a local folder or a cached Hub id)")
     check.set_defaults(func=run_check)
+    examples = sub.add_parser("examples", help="list the example tasks that come with sizer, with their paths")
+    examples.add_argument("--json", action="store_true", help="print them as JSON")
+    examples.set_defaults(func=run_examples)
 
 
 def run_new(args: argparse.Namespace) -> int:
@@ -145,11 +151,29 @@ def run_new(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    task = load_task(args.path, sink=stream_sink())
+    if bool(args.path) == bool(args.demo):
+        raise SizerError("name one task file PATH, or pass --demo (not both)")
+    task = load_task(str(demo_task()) if args.demo else args.path, sink=stream_sink())
     summary = summarize(task, _token_counter(args.tokenizer) if args.tokenizer else None)
     if args.tokenizer:
         summary["tokenizer"] = args.tokenizer
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def run_examples(args: argparse.Namespace) -> int:
+    """The shipped example tasks (read only: copy one before editing it)."""
+    rows = []
+    for path in sorted(shipped_examples().glob("*.toml")):
+        task = load_task(str(path))
+        rows.append({"name": task.name, "kind": task.kind, "demo": path == demo_task(), "path": str(path)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            print(f"{r['name']:<{width}}  {r['kind']:<8}  {r['path']}" + ("  (demo)" if r["demo"] else ""))
+        print("copy one beside your data before editing it: the installed files are read only", file=sys.stderr)
     return 0
 
 

@@ -15,7 +15,7 @@ from sizer.core.trial import TrialResult, TrialSpec, run_trial
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("trial", help="run one model with one strategy on a task and score it")
     p.add_argument("task", help="task TOML file")
-    p.add_argument("--model", required=True, help="catalog id or short name")
+    p.add_argument("--model", required=True, help="catalog id or short name, a Hub repo id, a model folder or a .gguf file")
     p.add_argument("--strategy", choices=STRATEGIES, default="few-shot")
     p.add_argument("--shots", type=int, help="demonstrations per label (classify) or in all; default: as many as fit, up to 4 (8 for encoders)")
     p.add_argument("--limit", type=int, help="score at most N test examples (a stratified subset)")

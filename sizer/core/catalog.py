@@ -1,4 +1,5 @@
-"""Model catalog: entries from `catalogs/*.toml`, one file per family.
+"""Model catalog: entries from `catalogs/*.toml`, one file per family, with the user catalog
+(sizer.core.catalog_user: entries built on this machine, in the user data folder) layered over it.
 
 INTERFACE (used by the estimator, the trial engine and the front ends; keep these names stable):
 
@@ -12,7 +13,7 @@ sizer.core.catalog_config; all three are importable from here too.
 The family files are generated: `python -m sizer.core.catalog build` turns the hand-kept
 `catalogs/cards.toml` (licence, published size, GGUF repos...) and the verbatim `config.json`
 copies in `catalogs/configs/` into entries (sizer.core.catalog_build); `sizer catalog refresh`
-rebuilds them from the Hub.
+rebuilds entries from the Hub into the user catalog.
 """
 
 from __future__ import annotations
@@ -30,18 +31,20 @@ from sizer.core.catalog_config import entry_from_config
 from sizer.core.catalog_entry import GGUFRepo, ModelEntry
 from sizer.core.catalog_file import read_family_file
 from sizer.core.errors import SizerError
-from sizer.core.paths import repo_root_catalogs
+from sizer.core.paths import shipped_catalogs
 
 __all__ = ["CARDS_FILE", "Catalog", "GGUFRepo", "ModelEntry", "catalog_dir", "entry_from_config",
            "family_files", "load_catalog"]
 
 CARDS_FILE = "cards.toml"
+LOCAL_SOURCE = "local"  # an entry built from a folder or GGUF file on this machine; its id is the path
 
 
 def catalog_dir() -> Path:
-    """`SIZER_CATALOG_DIR`, else the catalogs shipped with sizer."""
+    """The base catalog folder, read only: `SIZER_CATALOG_DIR`, else the catalog shipped with sizer.
+    The user catalog is layered over it (see `load_catalog`)."""
     override = os.environ.get("SIZER_CATALOG_DIR")
-    return Path(override) if override else repo_root_catalogs()
+    return Path(override) if override else shipped_catalogs()
 
 
 def family_files(directory: Path) -> list[Path]:
@@ -77,17 +80,24 @@ class Catalog:
         entry = self.find(query)
         if entry is not None:
             return entry
+        ids = self.closest(query)
+        hint = f"closest: {', '.join(ids)}" if ids else "see `sizer catalog list`"
+        raise SizerError(f"unknown model {query!r}; {hint}")
+
+    def closest(self, query: str) -> list[str]:
+        """Up to five ids that contain `query` or are spelled like it."""
         q = query.strip().lower()
         names = {e.id.lower(): e.id for e in self.entries}
         names.update({e.short_name.lower(): e.id for e in self.entries})
         containing = [e.id for e in self.entries if q in e.id.lower()]  # "qwen2.5-7b" -> the -Instruct
         close = difflib.get_close_matches(q, names, n=5, cutoff=0.5)
-        ids = list(dict.fromkeys(containing + [names[c] for c in close]))[:5]
-        hint = f"closest: {', '.join(ids)}" if ids else "see `sizer catalog list`"
-        raise SizerError(f"unknown model {query!r}; {hint}")
+        return list(dict.fromkeys(containing + [names[c] for c in close]))[:5]
 
     def is_cached(self, entry: ModelEntry, cache_dir: str | os.PathLike[str] | None = None) -> bool:
-        """Whether the model's weights are on this machine: in its offline package or the HF cache."""
+        """Whether the model's weights are on this machine: a local folder or GGUF file, its offline
+        package or the HF cache."""
+        if entry.source == LOCAL_SOURCE:
+            return Path(entry.id).exists()
         if entry.source.startswith("package:"):
             return _package_has(entry.source.removeprefix("package:"), entry.offline_file)
         return _hf_cached(entry, cache_dir)
@@ -126,14 +136,19 @@ def _hf_cached(entry: ModelEntry, cache_dir: str | os.PathLike[str] | None) -> b
 
 
 def load_catalog(paths: Iterable[str | os.PathLike[str]] | None = None) -> Catalog:
-    """Read and validate family files (default: every `*.toml` in `catalog_dir()` but cards.toml)."""
-    if paths is None:
-        directory = catalog_dir()
-        if not directory.is_dir():
-            raise SizerError(f"catalog folder {directory} does not exist; set SIZER_CATALOG_DIR to a folder of family TOML files")
-        files = family_files(directory)
-    else:
-        files = [Path(p) for p in paths]
+    """Read and validate family files: the given ones, or by default every `*.toml` but cards.toml
+    in `catalog_dir()` with the user catalog's entries layered over them (a user entry wins)."""
+    if paths is not None:
+        return Catalog(_read([Path(p) for p in paths]))
+    from sizer.core.catalog_user import layered, user_entries
+
+    directory = catalog_dir()
+    if not directory.is_dir():
+        raise SizerError(f"catalog folder {directory} does not exist; set SIZER_CATALOG_DIR to a folder of family TOML files")
+    return Catalog(layered(_read(family_files(directory)), user_entries()))
+
+
+def _read(files: list[Path]) -> list[ModelEntry]:
     seen: dict[str, Path] = {}
     entries: list[ModelEntry] = []
     for path in files:
@@ -142,7 +157,7 @@ def load_catalog(paths: Iterable[str | os.PathLike[str]] | None = None) -> Catal
                 raise SizerError(f"{path}: model {entry.id!r} is also in {seen[entry.id]}; keep one")
             seen[entry.id] = path
             entries.append(entry)
-    return Catalog(entries)
+    return entries
 
 
 if __name__ == "__main__":

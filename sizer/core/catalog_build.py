@@ -78,8 +78,16 @@ def main(argv: list[str]) -> int:
     if argv != ["build"]:
         print("usage: python -m sizer.core.catalog build", file=sys.stderr)
         return 2
+    import os
+
     import transformers
 
+    from sizer.core.paths import source_checkout
+
+    if not os.environ.get("SIZER_CATALOG_DIR") and source_checkout() is None:
+        print("sizer: error: the shipped catalog is rebuilt in a source checkout of sizer, never in an "
+              "installation; set SIZER_CATALOG_DIR to a folder of your own to build one there", file=sys.stderr)
+        return 2
     transformers.logging.set_verbosity_error()
     try:
         build(sink=stream_sink())

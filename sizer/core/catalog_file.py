@@ -123,8 +123,9 @@ def _check_values(entry: ModelEntry, label: str) -> None:
     if entry.sliding_window < 0 or not 0 <= entry.sliding_layers <= entry.layers:
         raise SizerError(f"{label}: field 'sliding_layers' must be between 0 and layers ({entry.layers})")
     _check_experts(entry, label)
-    if entry.source != "hub" and not entry.source.startswith("package:"):
-        raise SizerError(f"{label}: field 'source' must be \"hub\" or \"package:<module>\", got {entry.source!r}")
+    if entry.source not in ("hub", "local") and not entry.source.startswith("package:"):
+        raise SizerError(f"{label}: field 'source' must be \"hub\", \"local\" or \"package:<module>\", "
+                         f"got {entry.source!r}")
 
 
 def _check_experts(entry: ModelEntry, label: str) -> None:

@@ -2,8 +2,9 @@
 
 `refresh(["qwen2.5"])` re-reads every entry of a family (or named repos) from the Hub, rebuilds
 the entries (exact parameter count from a meta-device build), keeps the hand-kept card fields
-(family, kind, base/instruct, the model card's published size, offline source) and rewrites the
-family TOML and the stored config.json copies atomically, only once every repo has been read.
+(family, kind, base/instruct, the model card's published size, offline source) and writes them,
+with their config.json copies, to the user catalog (never into sizer's installation), only once
+every repo has been read.
 """
 
 from __future__ import annotations
@@ -17,13 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sizer.core.catalog import Catalog, ModelEntry, catalog_dir, entry_from_config, family_files, load_catalog
-from sizer.core.catalog_build import config_path
+from sizer.core.catalog import Catalog, ModelEntry, entry_from_config, load_catalog
 from sizer.core.catalog_config import quant_of, transformers_knows
-from sizer.core.catalog_file import write_family_file
 from sizer.core.errors import SizerError
 from sizer.core.events import Message, Progress, Sink, null_sink
-from sizer.core.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,7 @@ def gguf_files(filenames: Sequence[str]) -> dict[str, str]:
 _INSTRUCT = re.compile(r"(instruct|[-_]it$|[-_]it[-_]|chat)", re.IGNORECASE)
 
 
-def _new_card(repo_id: str, config: dict[str, Any], family: str | None) -> dict[str, Any]:
+def new_card(repo_id: str, config: dict[str, Any], family: str | None) -> dict[str, Any]:
     """Card fields for a repo not yet in the catalog: kind from the architecture, instruct from the name."""
     if not family:
         raise SizerError(f"{repo_id} is not in the catalog; pass --family NAME to add it to a family file")
@@ -201,7 +199,7 @@ def refresh_entry(repo_id: str, existing: ModelEntry | None, family: str | None 
             f"{repo_id}: this transformers cannot build model_type {config.get('model_type')!r}; "
             "upgrade transformers to count its parameters"
         )
-    card = _kept_card(existing) if existing else _new_card(repo_id, config, family)
+    card = _kept_card(existing) if existing else new_card(repo_id, config, family)
     card.update(
         license=info.license or (existing.license if existing else ""),
         gated=info.gated,
@@ -216,14 +214,14 @@ def refresh_entry(repo_id: str, existing: ModelEntry | None, family: str | None 
         card.pop("revision")
     entry = entry_from_config(repo_id, config, card)
     if entry.published_params == 0:
-        entry = _with_published(entry)
+        entry = with_built_published(entry)
     total = info.safetensors_total
     if total and abs(total - entry.params) > 0.01 * entry.params:
         sink(Message(f"{repo_id}: the Hub's safetensors total {total:,} differs from the built count {entry.params:,}", "warning"))
     return entry, config_text
 
 
-def _with_published(entry: ModelEntry) -> ModelEntry:
+def with_built_published(entry: ModelEntry) -> ModelEntry:
     return replace(entry, published_params=float(entry.params), published_params_note="built count (no published figure)")
 
 
@@ -241,27 +239,18 @@ def _targets(targets: Sequence[str], catalog: Catalog) -> list[str]:
 
 def refresh(targets: Sequence[str], *, directory: Path | None = None, family: str | None = None,
             sink: Sink = null_sink, cache_dir: str | os.PathLike[str] | None = None) -> list[ModelEntry]:
-    """Refresh families or repos from the Hub and rewrite their family files; returns the new entries."""
+    """Refresh families or repos from the Hub into the user catalog (`directory`, default the user
+    data folder's); returns the new entries."""
+    from sizer.core.catalog_user import save_user_entries
+
     if hub_offline():
         raise _offline_error("HF_HUB_OFFLINE is set")
-    directory = directory or catalog_dir()
-    catalog = load_catalog(family_files(directory)) if directory.is_dir() else Catalog([])
+    catalog = load_catalog()
     repo_ids = _targets(targets, catalog)
     results = []
     for done, repo_id in enumerate(repo_ids, start=1):
         results.append(refresh_entry(repo_id, catalog.find(repo_id), family, sink, cache_dir))
         sink(Progress("refresh", done, len(repo_ids), repo_id))  # after the read: offline stays one line
-    _write(directory, catalog, results, sink)
-    return [entry for entry, _ in results]
-
-
-def _write(directory: Path, catalog: Catalog, results: list[tuple[ModelEntry, str]], sink: Sink) -> None:
-    new = {entry.id: entry for entry, _ in results}
-    for entry, config_text in results:
-        atomic_write_text(config_path(directory, entry.id), config_text)
-    for fam in sorted({e.family for e in new.values()}):
-        kept = [e for e in catalog.entries if e.family == fam and e.id not in new]
-        path = directory / f"{fam}.toml"
-        write_family_file(path, kept + [e for e in new.values() if e.family == fam])
+    for path in save_user_entries(results, directory):
         sink(Message(f"wrote {path}"))
-    load_catalog(family_files(directory))  # what was written must load back
+    return [entry for entry, _ in results]

@@ -1,5 +1,5 @@
-"""Where a catalog model's files are on this machine: an installed offline package or the local
-Hugging Face cache. Nothing is downloaded here."""
+"""Where a catalog model's files are on this machine: a local folder or GGUF file, an installed
+offline package or the local Hugging Face cache. Nothing is downloaded here."""
 
 from __future__ import annotations
 
@@ -58,9 +58,22 @@ def _from_hf_cache(entry: ModelEntry) -> LocalModel | None:
     return LocalModel(folder, revision=folder.name)
 
 
+def _from_path(entry: ModelEntry) -> LocalModel:
+    """A model named by its path (source "local"): the folder, or the GGUF file's folder and name."""
+    path = Path(entry.id)
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return LocalModel(path.parent, gguf_file=path.name, revision=entry.revision)
+    if (path / "config.json").is_file():
+        return LocalModel(path, revision=entry.revision)
+    raise SizerError(f"{path}: the model is no longer there (moved or deleted); give its new path")
+
+
 def locate(entry: ModelEntry, allow_pickle: bool = False) -> LocalModel:
     """The local files of `entry`, or a SizerError saying it is not downloaded."""
-    found = _from_package(entry) if entry.source.startswith("package:") else None
+    if entry.source == "local":
+        found: LocalModel | None = _from_path(entry)
+    else:
+        found = _from_package(entry) if entry.source.startswith("package:") else None
     found = found or _from_hf_cache(entry)
     if found is None:
         raise SizerError(

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from sizer.core import events
 from sizer.core.catalog import Catalog, ModelEntry, load_catalog
+from sizer.core.model_lookup import resolve_model
 from sizer.core.errors import SizerError
 from sizer.core.estimate import fit_report
 from sizer.core.hardware import HardwareProfile, detect
@@ -101,7 +102,7 @@ def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProf
     catalog = catalog or load_catalog()
     here = here or detect()
     if spec.models:
-        entries = [catalog.get(m) for m in spec.models]
+        entries = [resolve_model(m, catalog) for m in spec.models]
     elif spec.family:
         entries = catalog.family(spec.family)
     else:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from sizer.core import events, model_cache
 from sizer.core.catalog import ModelEntry, load_catalog
+from sizer.core.model_lookup import resolve_model
 from sizer.core.endpoints import remote_candidate
 from sizer.core.errors import SizerError
 from sizer.core.measure import PeakMemory, percentiles
@@ -124,7 +125,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     check_strategy(spec.strategy)
     catalog = catalog or load_catalog()
     remote = remote_candidate(spec, catalog) if spec.endpoint else None
-    entry = remote or catalog.get(spec.model)
+    entry = remote or resolve_model(spec.model, catalog)
     device = "remote" if remote else choose_device(spec.device)
     dtype = "server" if remote else choose_dtype(device, spec.dtype, entry.kind)
     seed = spec.seed if spec.seed is not None else task.seed

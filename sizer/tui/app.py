@@ -94,9 +94,9 @@ class ProfileReady(Message):
 
 
 class CandidatesReady(Message):
-    def __init__(self, rows: list[engine.CandidateRow], error: str = "") -> None:
+    def __init__(self, rows: list[engine.CandidateRow], error: str = "", added: str = "") -> None:
         super().__init__()
-        self.rows, self.error = rows, error
+        self.rows, self.error, self.added = rows, error, added  # added: a model just added by name
 
 
 class DownloadsDone(Message):
@@ -230,6 +230,24 @@ class SizerApp(App):
             return
         self.post_message(CandidatesReady(rows))
 
+    @work(thread=True, exclusive=True, group="candidates")
+    def add_model(self, name: str) -> None:
+        """Size a model named by Hub repo id, folder or GGUF file (sizer.core.model_lookup, as `fit`
+        does), keep it in the user catalog, and select it."""
+        from sizer.core.model_lookup import resolve_model
+
+        profile = self.state.profile
+        if profile is None:
+            return
+        try:
+            entry = resolve_model(name, self.catalog)
+            self.catalog = load_catalog()
+            rows = engine.candidate_rows(self.catalog, profile)
+        except SizerError as exc:
+            self.post_message(CandidatesReady([], str(exc)))
+            return
+        self.post_message(CandidatesReady(rows, added=entry.id))
+
     @on(CandidatesReady)
     def _candidates_ready(self, message: CandidatesReady) -> None:
         if message.error:
@@ -239,6 +257,8 @@ class SizerApp(App):
         self.state.candidates = message.rows
         if first and not self.state.selected:  # start with what can run here now
             self.state.selected = {r.entry.id for r in message.rows if r.cached and r.fit != "no"}
+        if message.added:
+            self.state.selected.add(message.added)
         self.changed()
 
     def action_run(self) -> None:

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-from sizer.core.paths import repo_root_catalogs
+from sizer.core.paths import demo_task
 
 HEADLESS_HINT = "sizer: no terminal here; run headless with `sizer run TASK.toml` (see `sizer run --help`)"
-
-
-def demo_task() -> Path:
-    return repo_root_catalogs().parent / "examples" / "banking.toml"
 
 
 def launch(task_path: str | None) -> int:

@@ -1,6 +1,7 @@
 """Step 3: which catalog models to try, with fit, memory and speed on the active profile, and which
 strategies. Space toggles a model; filters and sorting only change what is shown; d downloads the
-selected models that are not on this machine (x stops it)."""
+selected models that are not on this machine (x stops it). A Hub repo id or a model path typed in
+the search box that matches no row is sized and added on Enter."""
 
 from __future__ import annotations
 
@@ -148,6 +149,11 @@ class CandidatesScreen(StepScreen):
 
     @on(Input.Submitted, "#search")
     def _search_done(self) -> None:
+        name = self.query_one("#search", Input).value.strip()
+        if name and not self.visible() and ("/" in name or name.lower().endswith(".gguf")):
+            self.query_one("#search", Input).value = ""  # a Hub repo id or a path: size it and select it
+            self.notify(f"adding {name}...")
+            self.sizer.add_model(name)
         self.query_one("#models", DataTable).focus()
 
     @on(Input.Changed, "#limit")
