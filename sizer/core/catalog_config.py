@@ -138,7 +138,19 @@ def entry_from_config(repo_id: str, config: dict[str, Any], card: dict[str, Any]
         offline_file=card.get("offline_file", ""),
         config_source=card.get("config_source", ""),
         published_params_note=card.get("published_params_note", ""),
+        **quantization_fields(config),
     )
+
+
+def quantization_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """`quantization_config` -> the entry's quant_method / quant_bits / quant_group_size ({} if none)."""
+    from sizer.core.prequant import read_quantization_config
+
+    found = read_quantization_config(config.get("quantization_config"))
+    if found is None:
+        return {}
+    method, bits, group = found
+    return {"quant_method": method, "quant_bits": bits, "quant_group_size": group}
 
 
 def _tied(cfg: Any, text: Any) -> bool:

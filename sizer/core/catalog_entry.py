@@ -51,6 +51,12 @@ class ModelEntry:
     offline_file: str = ""       # offline models: file or folder inside the package
     config_source: str = ""      # where the config.json the entry was built from came from
     published_params_note: str = ""  # where `published_params` was read
+    # pre-quantized checkpoints (config.json `quantization_config`): method ("awq", "gptq",
+    # "bitsandbytes", "fp8", "compressed-tensors"), bits per quantized weight, weights per scale
+    # group (0 = one scale per row or tensor)
+    quant_method: str = ""
+    quant_bits: int = 0
+    quant_group_size: int = 0
 
     @property
     def short_name(self) -> str:

@@ -27,6 +27,8 @@ def entry_to_dict(entry: ModelEntry) -> dict[str, Any]:
         value = getattr(entry, f.name)
         if value is None or (value in ("", ()) and f.default == value):
             continue
+        if f.name.startswith("quant_") and not value:
+            continue  # not a pre-quantized checkpoint
         if f.name == "gguf":
             value = [{"repo": g.repo, "files": dict(g.files)} for g in value]
         elif isinstance(value, tuple):
