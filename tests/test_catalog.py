@@ -392,7 +392,7 @@ def test_cli_list_fits_keeps_only_models_that_fit(tmp_path, monkeypatch, capsys)
     assert row["fit"]["level"] == "fits-cpu" and row["fit"]["dtype"] == "fp32" and row["fit"]["context"] == 2048
     assert main(["catalog", "list", "--fits", "--profile", "8 vCPU 32GB"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
-    assert header.split()[-3:] == ["FIT", "NEEDS", "DECODE"] and len(rows) == 1
+    assert header.split()[-4:] == ["FIT", "ENGINE", "NEEDS", "DECODE"] and len(rows) == 1
 
 
 def test_cli_list_fits_bad_input(cli_catalog, capsys):

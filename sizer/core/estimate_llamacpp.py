@@ -187,7 +187,7 @@ def place(parts: LlamaParts, devices: Sequence[Device], usable: Callable[[Device
             if share.fits and (host is None or host.fits or unified):
                 shares = (share,) + ((host,) if host and not unified else ())
                 return LlamaPlacement("fits", g.name, shares, items)
-    if gpus and not unified:
+    if gpus and not unified and forced != 0:
         candidates = [forced] if forced is not None else range(items, 0, -1)
         for n in candidates:
             placed = _split(parts, gpus, cpus, usable, n, overhead)
