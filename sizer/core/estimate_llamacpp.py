@@ -6,10 +6,11 @@
 - KV cache: 2 x kv_heads x head_dim x context x sequences per layer, f16 unless `--kv-cache
   q8_0|q4_0` (llama.cpp's `--cache-type-k/-v`; a quantized V cache needs flash attention), on the
   device of its layer;
-- compute buffers (flash attention on, llama.cpp's `-fa auto` where the backend supports it):
-  n_ubatch (512, at most the context) x 4 bytes x max(vocab + hidden for the logits, 3 x MLP width
-  + 2 x hidden inside a block) on the device holding the output head, the block part elsewhere;
-  host: the last token's logits per sequence;
+- compute buffers (flash attention on, llama.cpp's `-fa auto` where the backend supports it): a GPU
+  reserves the worst-case graph, n_ubatch (512, at most the context) x 4 bytes x max(vocab + hidden
+  for the logits, 3 x MLP width + 2 x hidden inside a block) on the device holding the output head,
+  the block part elsewhere; in host memory only the pages a forward pass touches become resident:
+  the block part and the logits of the last token per sequence (measured, bench/estimator_accuracy.py);
 - placement: every layer on one GPU when they fit there; otherwise the layers are split across the
   GPUs in proportion to their free memory (llama.cpp's default tensor split) and what the GPUs cannot
   hold stays on the CPU (`--gpu-layers N` forces how many of the last layers and the output go to
@@ -32,8 +33,10 @@ from sizer.core.quant import Precision
 
 KV_TYPES = ("f16", "q8_0", "q4_0")
 UBATCH = 512
-# The llama.cpp library and its ggml contexts in a process that has loaded nothing else.
-HOST_BASE_BYTES = 24 * MIB
+# What loading and running a model adds to a process besides tensors, KV cache and compute buffer:
+# the ggml contexts, the vocabulary, the thread pool. Measured with llama-cpp-python 0.3 on CPU:
+# 35-39 MiB for SmolLM2 135M and 360M (bench/estimator_accuracy.py).
+HOST_BASE_BYTES = 36 * MIB
 
 
 def kv_bytes_per_element(kv_type: str) -> float:
@@ -85,16 +88,19 @@ def memory_on(parts: LlamaParts, entry: ModelEntry, precision: Precision, contex
     weights = sum(lay.layers) + lay.output + lay.other + (0 if gpu else lay.token_embd - (lay.output if lay.tied else 0))
     weights_how = (f"GGUF {fmt_bytes(lay.file_bytes)}: {lay.explain(entry.params)}"
                    + ("; the input embedding stays in host memory" if gpu else ""))
-    compute = parts.compute_out + (0 if gpu else parts.output_buffer)
-    compute_how = (f"compute buffer n_ubatch {parts.ubatch} x 4 bytes x max({entry.vocab_size:,} vocab + "
-                   f"{entry.hidden_size} hidden, 3 x {entry.intermediate_size} + 2 x {entry.hidden_size})"
-                   + ("" if gpu else f" + logits {batch} x {entry.vocab_size:,} x 4 bytes"))
+    compute = parts.compute_out if gpu else parts.compute_block + parts.output_buffer
+    if gpu:
+        compute_how = (f"compute buffer n_ubatch {parts.ubatch} x 4 bytes x max({entry.vocab_size:,} vocab + "
+                       f"{entry.hidden_size} hidden, 3 x {entry.intermediate_size} + 2 x {entry.hidden_size})")
+    else:
+        compute_how = (f"compute buffer, pages touched: n_ubatch {parts.ubatch} x 4 bytes x (3 x "
+                       f"{entry.intermediate_size} + 2 x {entry.hidden_size}) + logits {batch} x {entry.vocab_size:,} x 4 bytes")
     if gpu and overhead_reserved:
         overhead = Term("runtime overhead", 0, "already reserved: the device's free memory excludes the runtime")
     elif gpu:
         overhead = Term("runtime overhead", CUDA_CONTEXT_BYTES, "GPU runtime context, ~0.5 GiB")
     else:
-        overhead = Term("runtime overhead", HOST_BASE_BYTES, "llama.cpp library and ggml contexts, ~24 MiB")
+        overhead = Term("runtime overhead", HOST_BASE_BYTES, "ggml contexts, vocabulary, thread pool: ~36 MiB (measured)")
     return MemoryEstimate(
         device_kind=kind, precision=precision, context=context, batch=batch,
         weights=Term("weights", weights, weights_how),
@@ -140,7 +146,7 @@ def _cpu_share(parts: LlamaParts, device: Device, layer_ids: Sequence[int], outp
     w = embd + sum(lay.layers[i] for i in layer_ids) + (0 if not output else (0 if lay.tied else lay.output) + lay.other)
     read = w - embd + (lay.output if output and lay.tied else 0)  # a token reads one embedding row only
     kv = int(parts.kv_layer(n) * len(layer_ids))
-    compute = parts.compute_out if output else (parts.compute_block if layer_ids else 0)
+    compute = parts.compute_block if layer_ids else 0
     need = w + kv + compute + parts.output_buffer + HOST_BASE_BYTES
     return Placed(device, len(layer_ids), output, w, read, kv, need, usable)
 
