@@ -101,11 +101,11 @@ def plan_precision(entry: ModelEntry, profile: Any, engine: str, dtype: str | Pr
         return prequant_precision(entry, compute)
     if asked is not None:
         _compatible(engine, asked)
-        if asked.kind == "gguf" and engine == "transformers":
+        if asked.kind == "gguf":  # transformers de-quantizes to it; llama.cpp's GPU kernels compute in 16 bits
             return with_compute(asked, trial_dtype(profile, entry.kind))
         return asked
     if engine == "llama.cpp":
-        return parse_precision(_published_gguf(entry) or DEFAULT_GGUF)
+        return with_compute(parse_precision(_published_gguf(entry) or DEFAULT_GGUF), trial_dtype(profile, entry.kind))
     if engine == "vllm":
         source = checkpoint_float(entry)
         return parse_precision("bf16" if source == "fp32" else source)
