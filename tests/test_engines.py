@@ -327,3 +327,16 @@ def test_planning_defaults(catalog):
     with pytest.raises(SizerError, match="--engine"):
         plan_estimate(entry, gpu, engine="exllama")
     assert dataclasses.is_dataclass(plan_estimate(entry, gpu))
+
+
+def test_cpu_repacked_q4_k_weights_count_beside_the_mapped_file(catalog):
+    # ggml's CPU backend repacks Q4_K matmul weights (rows a multiple of 8). Qwen2.5-32B Q4_K_M:
+    # block 0 (attn_v, ffn_down in Q6_K): q,o 2 x 26,214,400 + k 5,242,880 + gate,up 2 x 141,557,760
+    # = 340,787,200 Q4_K weights x 4.5/8 = 191,692,800 bytes; block 8 (all Q4_K): 487,587,840 x
+    # 4.5/8 = 274,268,160 bytes.
+    entry = catalog.get("Qwen/Qwen2.5-32B-Instruct")
+    layout = gguf_layout(entry, "Q4_K_M")
+    assert (layout.repack[0], layout.repack[8]) == (191_692_800, 274_268_160)
+    cpu_only = plan_estimate(entry, simulated("16 vCPU 128GB"), dtype="Q4_K_M")
+    assert cpu_only.level == "fits-cpu"
+    assert cpu_only.shares[0].need_bytes > layout.file_bytes + sum(layout.repack)

@@ -85,9 +85,13 @@ def memory_on(parts: LlamaParts, entry: ModelEntry, precision: Precision, contex
     """The whole model on one device of `kind` (what `fit` prints per device kind)."""
     lay = parts.layout
     gpu = kind != "cpu"
+    repack = 0 if gpu else sum(lay.repack)
     weights = sum(lay.layers) + lay.output + lay.other + (0 if gpu else lay.token_embd - (lay.output if lay.tied else 0))
+    weights += repack
     weights_how = (f"GGUF {fmt_bytes(lay.file_bytes)}: {lay.explain(entry.params)}"
-                   + ("; the input embedding stays in host memory" if gpu else ""))
+                   + ("; the input embedding stays in host memory" if gpu else "")
+                   + (f" + {fmt_bytes(repack)} of Q4_0/Q4_K/IQ4_NL matmul weights the CPU backend repacks "
+                      "beside the mapped file" if repack else ""))
     compute = parts.compute_out if gpu else parts.compute_block + parts.output_buffer
     if gpu:
         compute_how = (f"compute buffer n_ubatch {parts.ubatch} x 4 bytes x max({entry.vocab_size:,} vocab + "
@@ -144,10 +148,11 @@ def _cpu_share(parts: LlamaParts, device: Device, layer_ids: Sequence[int], outp
     lay, n = parts.layout, len(parts.layout.layers)
     embd = lay.token_embd
     w = embd + sum(lay.layers[i] for i in layer_ids) + (0 if not output else (0 if lay.tied else lay.output) + lay.other)
+    repack = sum(lay.repack[i] for i in layer_ids) if lay.repack else 0
     read = w - embd + (lay.output if output and lay.tied else 0)  # a token reads one embedding row only
     kv = int(parts.kv_layer(n) * len(layer_ids))
     compute = parts.compute_block if layer_ids else 0
-    need = w + kv + compute + parts.output_buffer + HOST_BASE_BYTES
+    need = w + repack + kv + compute + parts.output_buffer + HOST_BASE_BYTES
     return Placed(device, len(layer_ids), output, w, read, kv, need, usable)
 
 

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from sizer.core.catalog_entry import ModelEntry
 from sizer.core.gguf_types import FILE_TYPES, Shape, tensor_bytes, tensor_type
 
+# ggml's CPU backend copies matmul weights of these types into an interleaved layout at load time
+# (the CPU_REPACK buffer: Q4_0 and IQ4_NL 4x4/4x8/8x8, Q4_K 8x8 with AVX2 or ARM NEON), for tensors
+# whose row count is a multiple of 8. The copy sits beside the memory-mapped file's pages, which
+# stay mapped: measured on a 2-layer SmolLM2-1.7B Q4_K_M (bench/estimator_accuracy.py).
+REPACK_TYPES = ("Q4_0", "Q4_K", "IQ4_NL")
+
 
 @dataclass(frozen=True)
 class GGUFLayout:
@@ -24,6 +30,7 @@ class GGUFLayout:
     other: int                 # 1-D tensors (norms, biases), F32
     tied: bool
     params_by_type: tuple[tuple[str, int], ...]  # GGML type -> weights stored in it
+    repack: tuple[int, ...] = ()  # per block: bytes of matmul weights the CPU backend repacks
 
     @property
     def file_bytes(self) -> int:
@@ -66,14 +73,17 @@ def gguf_layout(entry: ModelEntry, ftype: str) -> GGUFLayout:
     tensors = layer_tensors(entry)
     described = entry.layers * sum(r * c for _, r, c in tensors)
     scale = g.linear / described if described else 1.0  # < 1 only when the fields over-count
-    layers = []
+    layers, repack = [], []
     for li in range(entry.layers):
-        total = 0
+        total = packed = 0
         for role, rows, cols in tensors:
             t = tensor_type(ftype, role, li, shape, cols)
-            total += tensor_bytes(t, rows, cols)
+            size = tensor_bytes(t, rows, cols)
+            total += size
+            packed += size if t in REPACK_TYPES and rows % 8 == 0 else 0
             counts[t] += rows * cols
         layers.append(int(total * scale))
+        repack.append(int(packed * scale))
     tied = entry.tied_embeddings or entry.kind == "encoder"
     out_type = tensor_type(ftype, "output", 0, shape, h)
     embd_type = out_type if tied else tensor_type(ftype, "token_embd", 0, shape, h)
@@ -84,4 +94,4 @@ def gguf_layout(entry: ModelEntry, ftype: str) -> GGUFLayout:
         counts[out_type] += vocab * h
     counts["F32"] += g.other
     by_type = tuple(sorted(counts.items(), key=lambda kv: -kv[1]))
-    return GGUFLayout(ftype, token_embd, output, tuple(layers), g.other * 4, tied, by_type)
+    return GGUFLayout(ftype, token_embd, output, tuple(layers), g.other * 4, tied, by_type, tuple(repack))
