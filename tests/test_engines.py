@@ -112,8 +112,8 @@ def test_32b_q4_k_m_on_two_4090s_at_8k_fits_with_llama_cpp(capsys):
     data = _fit_json(capsys, "Qwen/Qwen2.5-32B-Instruct", "--profile", "2x RTX 4090", "--dtype", "Q4_K_M",
                      "--context", "8192")
     assert data["engine"] == "llama.cpp" and data["fit"]["level"] == "fits"
-    weights = data["memory"]["cpu"]["weights"]["bytes"]
-    assert 18 * GIB <= weights <= 20 * GIB
+    on_gpu = data["memory"]["cuda"]["weights"]["bytes"]  # the GGUF without the host-side input embedding
+    assert on_gpu == 19_407_413_248 and 18 * GIB <= on_gpu + 437_944_320 <= 20 * GIB
     gpu = data["placement"][0]
     assert gpu["layers"] == 64 and gpu["output"] and gpu["need_bytes"] == 21_876_809_728
     assert data["speed"]["decode_tokens_per_s"] > 0
@@ -340,3 +340,13 @@ def test_cpu_repacked_q4_k_weights_count_beside_the_mapped_file(catalog):
     cpu_only = plan_estimate(entry, simulated("16 vCPU 128GB"), dtype="Q4_K_M")
     assert cpu_only.level == "fits-cpu"
     assert cpu_only.shares[0].need_bytes > layout.file_bytes + sum(layout.repack)
+
+
+@pytest.mark.parametrize("engine", ["llama.cpp", "vllm"])
+def test_fit_all_ranks_every_model_for_an_engine(engine, capsys):
+    # a pre-quantized AWQ entry is sized as a GGUF under llama.cpp and as its AWQ checkpoint under vLLM
+    assert main(["fit", "--all", "--profile", "1x RTX 4090", "--engine", engine, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["models"]
+    assert {r["engine"] for r in rows} == {engine}
+    awq = next(r for r in rows if r["model"] == "Qwen/Qwen2.5-7B-Instruct-AWQ")
+    assert awq["dtype"] == ("Q4_K_M" if engine == "llama.cpp" else "awq-int4")

@@ -91,7 +91,8 @@ def memory_on(parts: LlamaParts, entry: ModelEntry, precision: Precision, contex
     weights_how = (f"GGUF {fmt_bytes(lay.file_bytes)}: {lay.explain(entry.params)}"
                    + ("; the input embedding stays in host memory" if gpu else "")
                    + (f" + {fmt_bytes(repack)} of Q4_0/Q4_K/IQ4_NL matmul weights the CPU backend repacks "
-                      "beside the mapped file" if repack else ""))
+                      "beside the mapped file (the file's pages of those stay resident but are clean: "
+                      "the kernel can drop them under memory pressure)" if repack else ""))
     compute = parts.compute_out if gpu else parts.compute_block + parts.output_buffer
     if gpu:
         compute_how = (f"compute buffer n_ubatch {parts.ubatch} x 4 bytes x max({entry.vocab_size:,} vocab + "

@@ -96,7 +96,7 @@ def plan_precision(entry: ModelEntry, profile: Any, engine: str, dtype: str | Pr
     from sizer.core.prequant import prequant_precision
 
     asked = parse_precision(dtype) if isinstance(dtype, str) else dtype
-    if entry.quant_method and (asked is None or asked.kind == "float"):
+    if entry.quant_method and engine != "llama.cpp" and (asked is None or asked.kind == "float"):
         compute = asked.name if asked is not None else None
         return prequant_precision(entry, compute)
     if asked is not None:
