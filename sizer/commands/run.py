@@ -77,6 +77,7 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
             args.endpoint_model = args.endpoint_model or remote["model"]
             args.served_model = args.served_model or remote.get("served_model")
         args.out = args.out or args.resume
+        args.engine = args.engine or saved.get("engine")
         if args.budget is None and saved.get("budget_minutes"):
             args.budget = f"{saved['budget_minutes']}m"
     if not args.task:
