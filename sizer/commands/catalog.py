@@ -22,8 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls.add_argument("--family", help="only this family (e.g. qwen2.5)")
     ls.add_argument("--fits", action="store_true", help="only models that fit this machine (or --profile)")
     ls.add_argument("--profile", metavar="NAME|FILE", help="with --fits: a simulated machine (see `sizer hw --profile`)")
-    ls.add_argument("--dtype", help="with --fits: precision or GGUF type (default: what a trial would use here)")
-    ls.add_argument("--context", type=int, default=4096,
+    ls.add_argument("--dtype", help="with --fits: precision or llama.cpp file type (default: the checkpoint's "
+                    "quantization, else what the engine would run here)")
+    from sizer.commands.fit import add_engine_arguments
+
+    add_engine_arguments(ls)
+    ls.add_argument("--context", type=int, default=None,
                     help="with --fits: context tokens, capped at each model's maximum (default 4096)")
     ls.add_argument("--batch", type=int, default=1, help="with --fits: batch size (default 1)")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
@@ -103,28 +107,24 @@ def _list(args: argparse.Namespace) -> int:
 
 def _fits(entries: list[ModelEntry], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Model id -> its fit on this machine (or --profile), for the models that fit somewhere."""
-    from sizer.core.estimate import fit_report
     from sizer.core.events import stream_sink
     from sizer.core.hardware import detect, simulated
-    from sizer.core.placement import planned_dtype
-    from sizer.core.quant import parse_precision
+    from sizer.core.planning import check_inputs, plan_estimate
 
-    if args.context <= 0 or args.batch <= 0:
+    if (args.context is not None and args.context <= 0) or args.batch <= 0:
         raise SizerError("--context and --batch must be positive")
-    fixed = parse_precision(args.dtype) if args.dtype else None  # a bad --dtype fails before profiling
+    engine, _ = check_inputs(args.engine, args.dtype, args.kv_cache, args.gpu_layers)  # before profiling
     profile = simulated(args.profile) if args.profile is not None else detect(sink=stream_sink())
-    devices = profile.devices()
     found = {}
     for entry in entries:
-        context = min(args.context, entry.max_context)
-        precision = fixed or parse_precision(planned_dtype(profile, entry.kind))
-        report = fit_report(entry, precision, context, args.batch, devices)
+        report = plan_estimate(entry, profile, engine, args.dtype, args.context, args.batch, args.kv_cache,
+                               args.gpu_layers)
         if report.level == "no":
             continue
-        kind = "cpu" if report.level == "fits-cpu" else next(d.kind for d in devices if d.kind != "cpu")
+        need = max((s.need_bytes for s in report.shares), default=0)
         found[entry.id] = {
-            "fit": {"level": report.level, "where": report.where, "dtype": precision.name, "context": context,
-                    "batch": args.batch, "need_bytes": report.memory[kind].total_bytes,
+            "fit": {"level": report.level, "where": report.where, "engine": report.engine,
+                    "dtype": report.precision.name, "context": report.context, "batch": args.batch, "need_bytes": need,
                     "decode_tokens_per_s": report.speed.decode_tps if report.speed and entry.kind == "causal" else None},
         }
     return found
@@ -135,7 +135,7 @@ def _fit_cells(fit: dict[str, Any] | None) -> dict[str, str]:
         return {}
     f = fit["fit"]
     tps = f["decode_tokens_per_s"]
-    return {"FIT": f["level"], "NEEDS": f"{f['need_bytes'] / 1024**3:.1f} GiB",
+    return {"FIT": f["level"], "ENGINE": f"{f['engine']} {f['dtype']}", "NEEDS": f"{f['need_bytes'] / 1024**3:.1f} GiB",
             "DECODE": f"{tps:.0f} tok/s" if tps else "-"}
 
 

@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="score at most N test examples per trial")
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--engine", help="the engine candidates' memory and speed estimates assume: transformers "
+                   "(default, what trials run), llama.cpp or vllm")
     p.add_argument("--endpoint", help="also walk a model served at this OpenAI-compatible URL (e.g. http://gpu-box:8000/v1)")
     p.add_argument("--served-model", help="the name the server serves it under (default: --endpoint-model)")
     p.add_argument("--endpoint-model", help="catalog id of the served weights (places it on the ladder by size)")
@@ -96,6 +98,7 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
         args.out = args.out or args.resume
         if args.download_budget is None and saved.get("download_budget_gb") is not None:
             args.download_budget = str(saved["download_budget_gb"])
+        args.engine = args.engine or saved.get("engine")
         if args.budget is None and saved.get("budget_minutes"):
             args.budget = f"{saved['budget_minutes']}m"
     if not args.task:
@@ -110,6 +113,9 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
         raise SizerError(f"--limit {args.limit}: give a positive number of examples")
     if args.target is not None and not 0 < args.target <= 1:
         raise SizerError(f"--target {args.target}: give a metric between 0 and 1")
+    from sizer.core.planning import parse_engine
+
+    engine = parse_engine(args.engine)
     if bool(args.endpoint) != bool(args.endpoint_model):
         raise SizerError("--endpoint and --endpoint-model go together: the URL and the catalog id of the served weights")
     download_budget = parse_download_budget(args.download_budget)
@@ -118,7 +124,7 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
     spec = RunSpec(remote=remote, task=task, models=_split_list(args.models), family=args.family, strategies=strategies,
                    limit=args.limit, target=args.target, budget_minutes=parse_budget(args.budget),
                    profile=simulated(args.profile) if args.profile else None, device=args.device, dtype=args.dtype,
-                   download=not args.no_download, download_budget_gb=download_budget)
+                   download=not args.no_download, download_budget_gb=download_budget, engine=engine)
     return spec, previous
 
 

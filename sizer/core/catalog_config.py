@@ -121,12 +121,6 @@ def _moe_fields(text: Any, layers: int) -> dict[str, int]:
     }
 
 
-def _quant_method(config: dict[str, Any]) -> str:
-    """quantization_config.quant_method of a pre-quantized checkpoint ("mxfp4", "awq"...), or ""."""
-    quant = config.get("quantization_config")
-    return str(quant.get("quant_method", "")) if isinstance(quant, dict) else ""
-
-
 def _sliding(text_cfg: Any, layers: int, max_context: int) -> tuple[int, int]:
     """(window, layers using it). `layer_types` covers Gemma 3's local/global pattern and Qwen's
     `use_sliding_window`; a null window, or one no shorter than the context, is full attention."""
@@ -188,9 +182,20 @@ def entry_from_config(repo_id: str, config: dict[str, Any], card: dict[str, Any]
         offline_file=card.get("offline_file", ""),
         config_source=card.get("config_source", ""),
         published_params_note=card.get("published_params_note", ""),
-        quant_method=_quant_method(config),
+        **quantization_fields(config),
         **_moe_fields(text, layers),
     )
+
+
+def quantization_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """`quantization_config` -> the entry's quant_method / quant_bits / quant_group_size ({} if none)."""
+    from sizer.core.prequant import read_quantization_config
+
+    found = read_quantization_config(config.get("quantization_config"))
+    if found is None:
+        return {}
+    method, bits, group = found
+    return {"quant_method": method, "quant_bits": bits, "quant_group_size": group}
 
 
 def _tied(cfg: Any, text: Any) -> bool:

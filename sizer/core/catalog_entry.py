@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 KINDS = ("causal", "encoder")
 # Fields a dense model leaves at 0 or "": family files leave them out.
 MOE_FIELDS = ("experts", "experts_per_token", "expert_intermediate_size", "shared_experts",
-              "shared_expert_intermediate_size", "moe_layers", "quant_method")
+              "shared_expert_intermediate_size", "moe_layers")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,12 @@ class ModelEntry:
     shared_experts: int = 0      # always-used experts per MoE layer
     shared_expert_intermediate_size: int = 0  # one shared expert's MLP width
     moe_layers: int = 0          # layers whose MLP is a MoE block; the rest use intermediate_size
-    quant_method: str = ""       # quantization_config.quant_method of a pre-quantized checkpoint ("mxfp4", ...)
+    # pre-quantized checkpoints (config.json `quantization_config`): method ("awq", "gptq",
+    # "bitsandbytes", "fp8", "compressed-tensors", "mxfp4"), bits per quantized weight, weights per
+    # scale group (0 = one scale per row or tensor)
+    quant_method: str = ""
+    quant_bits: int = 0
+    quant_group_size: int = 0
 
     @property
     def is_moe(self) -> bool:

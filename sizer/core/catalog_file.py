@@ -27,6 +27,8 @@ def entry_to_dict(entry: ModelEntry) -> dict[str, Any]:
         value = getattr(entry, f.name)
         if value is None or (value in ("", ()) and f.default == value) or (f.name in MOE_FIELDS and not value):
             continue
+        if f.name.startswith("quant_") and not value:
+            continue  # not a pre-quantized checkpoint
         if f.name == "gguf":
             value = [_gguf_table(g) for g in value]
         elif isinstance(value, tuple):
@@ -129,7 +131,7 @@ def _check_values(entry: ModelEntry, label: str) -> None:
 
 
 def _check_experts(entry: ModelEntry, label: str) -> None:
-    counts = {n: getattr(entry, n) for n in MOE_FIELDS if n != "quant_method"}
+    counts = {n: getattr(entry, n) for n in MOE_FIELDS}
     negative = [n for n, v in counts.items() if v < 0]
     if negative:
         raise SizerError(f"{label}: field {negative[0]!r} must be 0 or more, got {counts[negative[0]]}")

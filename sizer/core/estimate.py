@@ -1,8 +1,11 @@
-"""The estimator: what a model needs, where it fits on a machine, and how fast it would run there.
+"""The estimator: what a model needs, where it fits on a machine, and how fast it would run there,
+for the engine that serves it: transformers (here), llama.cpp (`estimate_llamacpp`) or vLLM
+(`estimate_vllm`). Callers go through `sizer.core.planning.plan_estimate`, which picks the engine,
+precision and context.
 
 Fit levels, judged against FREE memory with a headroom rule (a model may use at most
 HEADROOM x free bytes of a device, leaving the rest for fragmentation and other processes):
-- "fits":     the whole inference peak fits one GPU (or, layer-split, several GPUs together);
+- "fits":     the whole inference peak fits one GPU (or, split, several GPUs together);
 - "split":    GPU(s) hold what they can, the remaining weights are offloaded to CPU RAM;
 - "fits-cpu": no GPU can take part, but the CPU RAM holds it;
 - "no":       none of the above.
@@ -21,19 +24,24 @@ from sizer.core.estimate_memory import (
     inference_memory,
     training_memory,
 )
+from sizer.core import estimate_llamacpp as llamacpp
+from sizer.core import estimate_vllm as vllm
+from sizer.core.errors import SizerError
 from sizer.core.estimate_experts import active_params, decode_read_bytes, expert_weight_bytes
+from sizer.core.estimate_llamacpp import Placed
 from sizer.core.estimate_speed import (
     DECODE_EFFICIENCY,
     PCIE_GBS,
     PREFILL_EFFICIENCY,
     SpeedEstimate,
-    speed_estimate,
+    placed_speed,
 )
 from sizer.core.hardware import Device
-from sizer.core.quant import Precision
+from sizer.core.quant import Precision, parse_precision
 
 HEADROOM = 0.9
 LEVELS = ("fits", "split", "fits-cpu", "no")  # best first
+ENGINES = ("transformers", "llama.cpp", "vllm")
 TRAINING_MODES = ("full", "lora", "qlora")
 
 
@@ -54,13 +62,18 @@ class FitReport:
     precision: Precision
     context: int
     batch: int
-    memory: dict[str, MemoryEstimate]  # device kind -> estimate
+    memory: dict[str, MemoryEstimate]  # device kind -> estimate of the whole model on one such device
     devices: tuple[DeviceFit, ...]
     level: str
     where: str
     offloaded_bytes: int
     speed: SpeedEstimate | None
     training: tuple[tuple[TrainingEstimate, tuple[str, ...]], ...]  # estimate, devices it fits
+    engine: str = "transformers"
+    shares: tuple[Placed, ...] = ()   # what each device used holds
+    serving: dict[str, Any] | None = None  # vLLM: tensor parallel size, KV pool, concurrency
+    kv_cache: str = "f16"
+    notes: tuple[str, ...] = ()
 
 
 def usable_bytes(device: Device) -> int:
@@ -71,59 +84,84 @@ def device_fits(memory: dict[str, MemoryEstimate], devices: Sequence[Device]) ->
     return tuple(DeviceFit(d, memory[d.kind].total_bytes, usable_bytes(d)) for d in devices)
 
 
-def _gpu_pool(gpu_fits: Sequence[DeviceFit], est: MemoryEstimate) -> int:
-    """Weight bytes the GPUs can hold after each keeps its runtime overhead and the
-    non-weight working set (KV cache + activations) is placed once."""
-    room = sum(max(f.usable_bytes - est.overhead.bytes, 0) for f in gpu_fits)
-    return max(room - est.kv_cache.bytes - est.activations.bytes, 0)
+def _balanced_shares(gpus: Sequence[DeviceFit], est: MemoryEstimate) -> list[int]:
+    """Weight bytes per GPU as accelerate's "balanced" device_map deals them: equal shares, a card
+    that cannot hold its share keeps what it can and the others take the rest (water-filling).
+    Each card also keeps the runtime overhead, one forward pass's activations and the KV cache of
+    its layers. The result does not depend on the order the GPUs are named in."""
+    w, kv = est.weights.bytes, est.kv_cache.bytes
+    caps = [max(f.usable_bytes - est.overhead.bytes - est.activations.bytes, 0) / (1 + kv / max(w, 1)) for f in gpus]
+    shares = [0.0] * len(gpus)
+    left, open_ = float(w), set(range(len(gpus)))
+    while left > 1 and open_:
+        each = left / len(open_)
+        for j in sorted(open_):
+            take = min(each, caps[j] - shares[j])
+            shares[j] += take
+            left -= take
+            if caps[j] - shares[j] <= 1:
+                open_.discard(j)
+    return [int(x) for x in shares]
 
 
-def choose_level(fits: Sequence[DeviceFit], memory: dict[str, MemoryEstimate]) -> tuple[str, str, int]:
-    """(level, where, weight bytes offloaded to CPU)."""
+def _gpu_share(fit: DeviceFit, weights: int, est: MemoryEstimate, layers: int) -> Placed:
+    kv = int(est.kv_cache.bytes * weights / max(est.weights.bytes, 1))
+    need = weights + kv + est.activations.bytes + est.overhead.bytes
+    return Placed(fit.device, round(layers * weights / max(est.weights.bytes, 1)), False,
+                  weights, weights, kv, need, fit.usable_bytes)
+
+
+def choose_level(fits: Sequence[DeviceFit], memory: dict[str, MemoryEstimate],
+                 layers: int = 0) -> tuple[str, str, int, tuple[Placed, ...]]:
+    """transformers: (level, where, weight bytes offloaded to CPU, per-device shares).
+
+    Apple unified memory is one pool: the model is on the GPU or on the CPU, never offloaded."""
     gpus = [f for f in fits if f.device.kind != "cpu"]
     cpus = [f for f in fits if f.device.kind == "cpu"]
+    unified = any(f.device.kind == "mps" for f in gpus)
     single = [f for f in gpus if f.fits]
     if single:
-        best = max(single, key=lambda f: f.usable_bytes)
-        return "fits", best.device.name, 0
-    if gpus:
+        best = max(single, key=lambda f: (f.usable_bytes, f.device.name))
+        est = memory[best.device.kind]
+        return "fits", best.device.name, 0, (_whole(best, est),)
+    if gpus and not unified:
         est = memory[gpus[0].device.kind]
-        pool = _gpu_pool(gpus, est)
-        if len(gpus) > 1 and pool >= est.weights.bytes:
-            return "fits", f"{len(gpus)} GPUs, layers split across them", 0
-        rest = est.weights.bytes - pool
-        if cpus and pool > 0 and rest <= cpus[0].usable_bytes:
-            return "split", f"{len(gpus)} GPU(s) + CPU RAM ({rest / 1024**3:.1f} GiB offloaded)", rest
+        shares = _balanced_shares(gpus, est)
+        placed = tuple(_gpu_share(f, w, est, layers) for f, w in zip(gpus, shares) if w > 0)
+        rest = est.weights.bytes - sum(shares)
+        if len(gpus) > 1 and rest <= 1:
+            return "fits", f"{len(gpus)} GPUs, balanced device_map", 0, placed
+        if cpus and placed and rest <= cpus[0].usable_bytes:
+            return "split", f"{len(placed)} GPU(s) + CPU RAM ({rest / 1024**3:.1f} GiB offloaded)", rest, placed
     if cpus and cpus[0].fits:
-        return "fits-cpu", cpus[0].device.name, 0
-    return "no", "", 0
+        return "fits-cpu", cpus[0].device.name, 0, (_whole(cpus[0], memory["cpu"]),)
+    return "no", "", 0, ()
 
 
-def _speed(report_level: str, where: str, fits: Sequence[DeviceFit], est: dict[str, MemoryEstimate],
-           entry: ModelEntry, precision: Precision, batch: int, offloaded: int) -> SpeedEstimate | None:
-    if report_level == "no":
+def _whole(fit: DeviceFit, est: MemoryEstimate) -> Placed:
+    return Placed(fit.device, 0, True, est.weights.bytes, est.weights.bytes, est.kv_cache.bytes,
+                  fit.need_bytes, fit.usable_bytes)
+
+
+def _speed(entry: ModelEntry, precision: Precision, shares: Sequence[Placed], batch: int, offloaded: int = 0,
+           parallel: bool = False, packed_gguf: bool = False) -> SpeedEstimate | None:
+    """Speed from each device's share (`packed_gguf`: llama.cpp holds GGUF types packed).
+
+    A mixture-of-experts model's decode step reads the always-used weights and only `experts_per_token` of every MoE layer's experts, so each share's
+    bytes read shrink by that ratio and prefill costs 2 FLOPs per active parameter; offloaded
+    modules cross PCIe whole (accelerate moves every expert of an offloaded layer)."""
+    if not shares:
         return None
-    kind = "cpu" if report_level == "fits-cpu" else next(f.device.kind for f in fits if f.device.kind != "cpu")
-    device = next((f.device for f in fits if f.device.name == where), None) or next(
-        f.device for f in fits if f.device.kind == kind
-    )
-    m = est[kind]
-    read = decode_read_bytes(entry, m.weights.bytes, expert_weight_bytes(entry, precision))
-    weights = _moe_step_bytes(read, m.weights.bytes, offloaded)
-    speed = speed_estimate(device, active_params(entry), precision.compute, weights, m.kv_cache.bytes, batch, offloaded)
+    held = sum(s.read_bytes for s in shares) + offloaded
+    read = decode_read_bytes(entry, held, expert_weight_bytes(entry, precision, packed_gguf=packed_gguf))
+    ratio = read / held if held else 1.0
+    parts = [(s.device, int(s.read_bytes * ratio), s.kv_bytes) for s in shares]
+    speed = placed_speed(parts, active_params(entry), precision.compute, batch, offloaded, parallel)
     if not entry.is_moe:
         return speed
     active = f" (active: the always-used weights and {entry.experts_per_token} of {entry.experts} experts per layer)"
-    return dataclasses.replace(speed, prefill_formula=speed.prefill_formula + active, decode_formula=speed.decode_formula + active)
-
-
-def _moe_step_bytes(read: int, weights: int, offloaded: int) -> int:
-    """The weight figure for `speed_estimate` when a step reads `read` of `weights` bytes: the
-    device reads its share of `read`, while offloaded modules cross PCIe whole (accelerate moves
-    every expert of an offloaded layer)."""
-    if read == weights or not weights:
-        return weights
-    return int(read * (1 - offloaded / weights)) + offloaded
+    return dataclasses.replace(speed, prefill_formula=speed.prefill_formula + active,
+                               decode_formula=speed.decode_formula + active)
 
 
 def fit_report(
@@ -133,34 +171,105 @@ def fit_report(
     batch: int,
     devices: Sequence[Device],
     overhead_reserved: bool = False,
+    engine: str = "transformers",
+    kv_cache: str = "f16",
+    gpu_layers: int | None = None,
 ) -> FitReport:
-    """Everything `sizer fit` prints, for one model on one machine.
+    """Everything `sizer fit` prints, for one model on one machine, served by `engine`.
 
     `overhead_reserved`: the GPUs' free figures already exclude the CUDA context (simulated profiles).
     """
+    if engine == "llama.cpp":
+        return _llamacpp_report(entry, precision, context, batch, devices, overhead_reserved, kv_cache, gpu_layers)
+    if engine == "vllm":
+        return _vllm_report(entry, precision, context, batch, devices, overhead_reserved)
     kinds = sorted({d.kind for d in devices} | {"cpu"})
     memory = {k: inference_memory(entry, precision, context, batch, k, overhead_reserved=overhead_reserved) for k in kinds}
     fits = device_fits(memory, devices)
-    level, where, offloaded = choose_level(fits, memory)
-    speed = _speed(level, where, fits, memory, entry, precision, batch, offloaded)
+    level, where, offloaded, shares = choose_level(fits, memory, entry.layers)
+    speed = _speed(entry, precision, shares, batch, offloaded)
+    return FitReport(entry, precision, context, batch, memory, fits, level, where, offloaded, speed,
+                     _training(entry, precision, context, batch, fits, memory), shares=shares)
+
+
+def _training(entry: ModelEntry, precision: Precision, context: int, batch: int, fits: Sequence[DeviceFit],
+              memory: dict[str, MemoryEstimate]) -> tuple[tuple[TrainingEstimate, tuple[str, ...]], ...]:
     training = []
+    base = precision if precision.kind in ("float", "bnb") else parse_precision("bf16")
     for mode in TRAINING_MODES:
-        if mode == "full" and precision.kind != "float":
+        if mode == "full" and base.kind != "float":
             continue
-        t = training_memory(entry, precision, context, batch, mode)
-        where_ok = tuple(f.device.name for f in fits if t.total_bytes + memory[f.device.kind].overhead.bytes <= f.usable_bytes)
+        t = training_memory(entry, base, context, batch, mode)
+        where_ok = tuple(f.device.name for f in fits
+                         if t.total_bytes + memory.get(f.device.kind, memory["cpu"]).overhead.bytes <= f.usable_bytes)
         training.append((t, where_ok))
-    return FitReport(entry, precision, context, batch, memory, fits, level, where, offloaded, speed, tuple(training))
+    return tuple(training)
 
 
-def assumptions() -> list[str]:
-    return [
+def _llamacpp_report(entry: ModelEntry, precision: Precision, context: int, batch: int, devices: Sequence[Device],
+                     overhead_reserved: bool, kv_cache: str, gpu_layers: int | None) -> FitReport:
+    if precision.kind not in ("gguf", "float"):
+        raise SizerError(f"--engine llama.cpp runs GGUF files: use --dtype with a llama.cpp file type "
+                         f"(Q4_K_M, Q8_0, ...), not {precision.name}")
+    parts = llamacpp.llamacpp_parts(entry, precision, context, batch, kv_cache)
+    kinds = sorted({d.kind for d in devices} | {"cpu"})
+    memory = {k: llamacpp.memory_on(parts, entry, precision, context, batch, k, overhead_reserved) for k in kinds}
+    fits = device_fits(memory, devices)
+    placed = llamacpp.place(parts, devices, usable_bytes, gpu_layers, overhead_reserved)
+    speed = _speed(entry, precision, placed.shares, batch, packed_gguf=True) if placed.level != "no" else None
+    notes = []
+    if kv_cache != "f16":
+        notes.append(f"a {kv_cache} V cache needs flash attention (llama.cpp -fa on)")
+    return FitReport(entry, precision, context, batch, memory, fits, placed.level, placed.where, 0, speed,
+                     _training(entry, precision, context, batch, fits, memory), engine="llama.cpp",
+                     shares=placed.shares, kv_cache=kv_cache, notes=tuple(notes))
+
+
+def _vllm_report(entry: ModelEntry, precision: Precision, context: int, batch: int, devices: Sequence[Device],
+                 overhead_reserved: bool) -> FitReport:
+    plan = vllm.plan(entry, precision, context, devices, overhead_reserved)
+    cpu_memory = inference_memory(entry, precision, context, batch, "cpu")
+    if plan is None:
+        fits = device_fits({"cpu": cpu_memory, **{d.kind: cpu_memory for d in devices}}, devices)
+        return FitReport(entry, precision, context, batch, {"cpu": cpu_memory}, fits, "no",
+                         "vLLM needs CUDA GPUs", 0, None, (), engine="vllm",
+                         notes=("vLLM serves from CUDA (or ROCm) GPUs; this machine has none",))
+    m = plan.memory
+    memory = {m.device_kind: m}
+    fits = tuple(DeviceFit(d, plan.budget_bytes, d.free_bytes) for d in plan.gpus[-plan.tp:])
+    shares = tuple(Placed(d, entry.layers, True, m.weights.bytes, m.weights.bytes,
+                          int(plan.kv_per_token * context), plan.budget_bytes, d.free_bytes) for d in plan.gpus[-plan.tp:])
+    level = "fits" if plan.fits else "no"
+    where = f"tensor parallel {plan.tp} x {plan.gpus[-1].name}" if plan.fits else plan.reason
+    speed = _speed(entry, precision, shares, batch, parallel=True) if plan.fits else None
+    serving = {"tensor_parallel_size": plan.tp, "gpu_memory_utilization": vllm.GPU_MEMORY_UTILIZATION,
+               "kv_cache_tokens": plan.pool_tokens, "kv_cache_bytes_per_gpu": m.kv_cache.bytes,
+               "max_concurrency": plan.concurrency, "max_single_context": plan.max_context}
+    return FitReport(entry, precision, context, batch, memory, fits, level, where, 0, speed, (), engine="vllm",
+                     shares=shares, serving=serving)
+
+
+def assumptions(engine: str = "transformers") -> list[str]:
+    out = [
         f"fit: at most {HEADROOM:.0%} of a device's FREE memory is used",
         f"speed: prefill = FLOP/s x {PREFILL_EFFICIENCY} / (2 x params); decode = bandwidth x "
-        f"{DECODE_EFFICIENCY} / bytes read per token; offloaded weights cross PCIe at {PCIE_GBS:.0f} GB/s",
-        "activations: one forward pass over the whole context with logits for every position (sdpa attention)",
-        "training: AdamW, mixed precision keeps fp32 master weights; gradient checkpointing off; LoRA rank 16 on all linear layers",
+        f"{DECODE_EFFICIENCY} / bytes read per token, each device reading its own share at its own bandwidth",
     ]
+    if engine == "transformers":
+        out += [
+            f"transformers: several GPUs share the weights as accelerate's balanced device_map does; "
+            f"offloaded weights cross PCIe at {PCIE_GBS:.0f} GB/s",
+            "activations: one forward pass over the whole context with logits for every position (sdpa attention)",
+        ]
+    elif engine == "llama.cpp":
+        out.append("llama.cpp: GGUF tensors typed as llama-quantize does; flash attention on; n_ubatch 512; "
+                   "layers on one GPU when they fit, else split by free memory, the rest on the CPU")
+    else:
+        out.append(f"vLLM: gpu_memory_utilization {vllm.GPU_MEMORY_UTILIZATION} of total memory; profiling batch "
+                   f"{vllm.MAX_NUM_BATCHED_TOKENS} tokens; KV blocks of {vllm.BLOCK_TOKENS} tokens")
+    out.append("training: AdamW, mixed precision keeps fp32 master weights; gradient checkpointing off; "
+               "LoRA rank 16 on all linear layers")
+    return out
 
 
 def _term(t: Any) -> dict[str, Any]:
@@ -188,6 +297,8 @@ def report_to_dict(r: FitReport) -> dict[str, Any]:
     return {
         "model": r.entry.id,
         "params": r.entry.params,
+        "engine": r.engine,
+        "kv_cache": r.kv_cache,
         "dtype": r.precision.name,
         "compute_dtype": r.precision.compute,
         "context": r.context,
@@ -199,10 +310,18 @@ def report_to_dict(r: FitReport) -> dict[str, Any]:
              "usable_bytes": f.usable_bytes, "need_bytes": f.need_bytes, "fits": f.fits}
             for f in r.devices
         ],
+        "placement": [
+            {"device": p.device.name, "kind": p.device.kind, "layers": p.layers, "output": p.output,
+             "weight_bytes": p.weight_bytes, "kv_bytes": p.kv_bytes, "need_bytes": p.need_bytes,
+             "usable_bytes": p.usable_bytes}
+            for p in r.shares
+        ],
+        "serving": r.serving,
+        "notes": list(r.notes),
         "speed": speed,
         "training": {
             t.mode: {"total_bytes": t.total_bytes, "fits_on": list(ok), **{x.name.replace(" ", "_"): _term(x) for x in t.terms}}
             for t, ok in r.training
         },
-        "assumptions": assumptions(),
+        "assumptions": assumptions(r.engine),
     }

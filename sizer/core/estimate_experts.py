@@ -10,7 +10,7 @@ always-used part: at most a few million parameters.
 from __future__ import annotations
 
 from sizer.core.catalog_entry import ModelEntry
-from sizer.core.quant import BNB_BITS, Precision, gguf_mix, gguf_type_bits
+from sizer.core.quant import BNB_BITS, Precision, gguf_type_bits
 
 # MXFP4 (OCP Microscaling): 32 FP4 (E2M1) values share one E8M0 scale, 17 bytes per 32 weights
 # (4.25 bits), as GGML's MXFP4 type and transformers' *_blocks/*_scales tensors store it.
@@ -57,22 +57,21 @@ def expert_weight_bytes(entry: ModelEntry, precision: Precision, packed_gguf: bo
     if not total:
         return 0
     if precision.kind == "gguf" and packed_gguf:
-        return int(total * _gguf_expert_bits(precision.name) / 8)
+        return int(total * _gguf_expert_bits(entry, precision.name) / 8)
     if precision.kind == "bnb":
         return int(total * BNB_BITS[precision.name] / 8)
+    if precision.kind == "prequant" and entry.quant_method == "mxfp4":
+        return int(total * MXFP4_BITS / 8)
     return total * precision.compute_bytes
 
 
-def _gguf_expert_bits(quant: str) -> float:
-    """Mean bits per expert weight in a GGUF mix: gate and up (2/3) at the base type, down (1/3)
-    at the base type or, in the mix's share of layers, at its ffn_down type (llama.cpp applies its
-    ffn_down rule to ffn_down_exps too)."""
-    mix = gguf_mix(quant)
-    base = gguf_type_bits(mix.base)
-    down = base
-    if mix.ffn_down:
-        down = mix.more_bits_share * gguf_type_bits(mix.ffn_down) + (1 - mix.more_bits_share) * base
-    return (2 * base + down) / 3
+def _gguf_expert_bits(entry: ModelEntry, quant: str) -> float:
+    """Mean bits per block weight in a GGUF of `entry` typed as llama-quantize does
+    (`sizer.core.gguf_size`); expert tensors take the types of the block tensors they mirror."""
+    from sizer.core.estimate_memory import param_groups
+    from sizer.core.gguf_size import gguf_layout
+
+    return sum(gguf_layout(entry, quant).layers) * 8 / max(param_groups(entry).linear, 1)
 
 
 def decode_read_bytes(entry: ModelEntry, weight_bytes: int, expert_bytes: int) -> int:

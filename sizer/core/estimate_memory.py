@@ -16,15 +16,7 @@ from dataclasses import dataclass, field
 from sizer.core.catalog import ModelEntry
 from sizer.core.errors import SizerError
 from sizer.core.estimate_experts import mlp_widths
-from sizer.core.quant import (
-    BNB_BITS,
-    FLOAT_BYTES,
-    GGUFMix,
-    Precision,
-    gguf_mix,
-    gguf_type_bits,
-    parse_precision,
-)
+from sizer.core.quant import BNB_BITS, FLOAT_BYTES, Precision, parse_precision
 
 GIB = 1024**3
 MIB = 1024**2
@@ -167,44 +159,39 @@ def checkpoint_float(entry: ModelEntry) -> str:
 
 
 def gguf_file_bytes(entry: ModelEntry, quant: str) -> tuple[int, str]:
-    """Size of a GGUF file of `entry` in `quant`, and the per-tensor assumption it rests on."""
-    g, mix = param_groups(entry), gguf_mix(quant)
-    bits = _gguf_group_bits(g, mix, entry)
-    total = sum(n * b for n, b in bits) / 8
-    bpw = total * 8 / max(entry.params, 1)
-    how = (
-        f"{quant}: {mix.base} for most tensors, {mix.output} for the output/tied embedding"
-        + (f", {mix.attn_v} attn_v" if mix.attn_v else "")
-        + (f", {mix.ffn_down} ffn_down" if mix.ffn_down else "")
-        + (f" in {mix.more_bits_share:.0%} of layers" if mix.attn_v or mix.ffn_down else "")
-        + (f", {mix.attn_o} attn_output" if mix.attn_o else "")
-        + f", norms F32 -> {bpw:.2f} bits/weight"
+    """Size of a GGUF file of `entry` in llama.cpp file type `quant`, and the per-tensor types behind it."""
+    from sizer.core.gguf_size import gguf_layout
+
+    layout = gguf_layout(entry, quant)
+    return layout.file_bytes, layout.explain(entry.params)
+
+
+def prequant_weights(entry: ModelEntry) -> Term:
+    """Bytes of a pre-quantized checkpoint (its config.json `quantization_config`) as loaded."""
+    from sizer.core.estimate_experts import shipped_weight_bytes
+    from sizer.core.prequant import quantized_bits
+
+    shipped = shipped_weight_bytes(entry)  # MXFP4 quantizes the routed experts only
+    if shipped is not None:
+        return Term("weights", *shipped)
+    g = param_groups(entry)
+    bits, how = quantized_bits(entry.quant_method, entry.quant_bits, entry.quant_group_size)
+    source = checkpoint_float(entry)
+    rest = entry.params - g.linear
+    total = int(g.linear * bits / 8 + rest * FLOAT_BYTES[source])
+    return Term(
+        "weights",
+        total,
+        f"{g.linear:,} quantized linear params x {bits:.3f}/8 bytes ({entry.quant_method}: {how})"
+        f" + {rest:,} other params x {FLOAT_BYTES[source]} bytes ({source}: embeddings, head, norms as stored)",
     )
-    return int(total), how
-
-
-def _gguf_group_bits(g: ParamGroups, mix: GGUFMix, entry: ModelEntry) -> list[tuple[int, float]]:
-    base = gguf_type_bits(mix.base)
-
-    def mixed(n: int, high: str) -> list[tuple[int, float]]:
-        if not high:
-            return [(n, base)]
-        share = mix.more_bits_share
-        return [(int(n * share), gguf_type_bits(high)), (n - int(n * share), base)]
-
-    embed_type = mix.output if entry.tied_embeddings else mix.base
-    out = [(g.embed, gguf_type_bits(embed_type)), (g.head, gguf_type_bits(mix.output))]
-    out += [(g.attn_k, base), (g.ffn_up, base)]
-    out += mixed(g.attn_v, mix.attn_v) + mixed(g.ffn_down, mix.ffn_down)
-    o_half = g.attn_qo // 2
-    out += [(g.attn_qo - o_half, base), (o_half, gguf_type_bits(mix.attn_o) if mix.attn_o else base)]
-    out.append((g.other, 32.0))
-    return out
 
 
 def weights_term(entry: ModelEntry, precision: Precision) -> Term:
     """Resident weight bytes for the precision, as loaded by transformers."""
     p = entry.params
+    if precision.kind == "prequant":
+        return prequant_weights(entry)
     if precision.kind == "float":
         size = FLOAT_BYTES[precision.name]
         return Term("weights", p * size, f"{p:,} params x {size} bytes ({precision.name})")
@@ -340,6 +327,8 @@ def load_transient_term(entry: ModelEntry, precision: Precision, device_kind: st
             f"x {1 + GGUF_EARLIER_PARSE_LEFT} (the config's earlier parse, freed, stays partly in the C heap)",
         )
     source = checkpoint_float(entry)
+    if precision.kind == "prequant":
+        return Term("load transient", 0, "none: the quantized safetensors are loaded as stored")
     if precision.kind == "float" and precision.name == source:
         return Term("load transient", 0, f"none: the {source} safetensors are memory-mapped in place")
     src_bytes = FLOAT_BYTES[source]

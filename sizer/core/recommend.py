@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sizer.core import verdict
-from sizer.core.estimate import fit_report
-from sizer.core.quant import parse_precision
+from sizer.core.planning import plan_estimate
 
 
 @dataclass
@@ -83,10 +82,11 @@ def _summary(chosen: Any, run: Any, spec: Any) -> str:
 def _on_profile(run: Any, chosen: Any, profile: Any) -> dict[str, Any]:
     entry = next(c.entry for c in run.candidates if c.entry.id == chosen.model)
     dtype = chosen.result.settings.get("dtype", "fp32")
-    report = fit_report(entry, parse_precision(dtype), 2048 if entry.max_context >= 2048 else entry.max_context, 1,
-                        profile.devices(), overhead_reserved=profile.simulated)
-    out: dict[str, Any] = {"profile": profile.name, "fit": report.level, "where": report.where,
-                           "predicted_bytes": max(m.total_bytes for m in report.memory.values())}
+    report = plan_estimate(entry, profile, dtype=dtype)
+    out: dict[str, Any] = {"profile": profile.name, "engine": report.engine, "dtype": report.precision.name,
+                           "fit": report.level, "where": report.where,
+                           "predicted_bytes": max((s.need_bytes for s in report.shares),
+                                                  default=max(m.total_bytes for m in report.memory.values()))}
     if report.speed:
         out["prefill_tokens_per_s"] = report.speed.prefill_tps
         out["decode_tokens_per_s"] = report.speed.decode_tps

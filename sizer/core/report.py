@@ -78,7 +78,7 @@ def to_dict(run: Any) -> dict[str, Any]:
                 "remote": [{"model": r.model, "url": r.url, "served_model": r.served_model} for r in spec.remote],
                 "limit": spec.limit, "target": spec.target, "budget_minutes": spec.budget_minutes,
                 "download_budget_gb": spec.download_budget_gb,
-                "device": spec.device, "dtype": spec.dtype,
+                "device": spec.device, "dtype": spec.dtype, "engine": spec.engine,
                 "profile": spec.profile.name if spec.profile else None},
         "candidates": [{"model": c.entry.id, "params": c.entry.params, "fit": c.fit, "cached": c.cached,
                         "usable": c.usable, "predicted_bytes": c.predicted_bytes, "reason": c.reason,

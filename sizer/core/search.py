@@ -17,16 +17,14 @@ from sizer.core import events
 from sizer.core.catalog import Catalog, ModelEntry, load_catalog
 from sizer.core.model_lookup import resolve_model
 from sizer.core.errors import SizerError
-from sizer.core.estimate import fit_report
 from sizer.core.hardware import HardwareProfile, detect
 from sizer.core.placement import choose_device, choose_dtype
-from sizer.core.quant import parse_precision
+from sizer.core.planning import plan_estimate
 from sizer.core.store import TrialStore
 from sizer.core.strategies import STRATEGIES
 from sizer.core.trial import TrialCancelled, TrialResult, TrialSpec, run_trial
 from sizer.core import verdict
 
-ESTIMATE_CONTEXT = 2048
 REMOTE_STRATEGIES = ("zero-shot", "few-shot")
 
 
@@ -52,6 +50,7 @@ class RunSpec:
     profile: HardwareProfile | None = None  # a machine to report fit and speed for, besides this one
     device: str | None = None
     dtype: str | None = None
+    engine: str | None = None             # the engine candidates' size estimates assume (sizer.core.planning)
     remote: tuple[RemoteModel, ...] = ()  # candidates on serving engines, walked in the same ladders
     download: bool = False                # fetch missing candidates before the walk (sizer run does)
     download_budget_gb: float | None = None  # decimal GB; default: the task's [budget] download_gb
@@ -113,8 +112,8 @@ def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProf
     out = []
     for entry in sorted(entries, key=lambda e: -e.params):
         dtype = choose_dtype(device, spec.dtype, entry.kind)
-        report = fit_report(entry, parse_precision(dtype), min(ESTIMATE_CONTEXT, entry.max_context), 1, here.devices())
-        predicted = max(m.total_bytes for m in report.memory.values())
+        report = plan_estimate(entry, here, spec.engine, None if spec.engine in ("llama.cpp", "vllm") else dtype)
+        predicted = max((s.need_bytes for s in report.shares), default=max(m.total_bytes for m in report.memory.values()))
         cached = catalog.is_cached(entry)
         reason = "" if cached else f"not downloaded; fetch it with `sizer download {entry.id}`"
         if report.level == "no":

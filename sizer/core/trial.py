@@ -190,7 +190,9 @@ def predicted_peak(entry: ModelEntry, local: Any, dtype: str, device: str, setti
             return inference_memory(entry, parse_precision(dtype), min(entry.max_context, 128), 64, kind).measured_bytes
         name = (quant_of(local.gguf_file) or dtype) if local.gguf_file else dtype
         context = min(entry.max_context, int(settings.get("prefix_tokens", 0)) + 2048)
-        return inference_memory(entry, parse_precision(name), context, 1, kind).measured_bytes
+        # transformers de-quantizes a GGUF file to the dtype the trial runs in
+        precision = parse_precision(name, compute=dtype if dtype in ("fp32", "bf16", "fp16") else None)
+        return inference_memory(entry, precision, context, 1, kind).measured_bytes
     except SizerError:
         return None
 

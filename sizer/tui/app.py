@@ -64,6 +64,7 @@ class State:
     task: Task | None = None
     form: TaskForm = field(default_factory=TaskForm)
     candidates: list[engine.CandidateRow] = field(default_factory=list)
+    engine: str | None = None  # the engine the Models screen's estimates assume (None: the default)
     selected: set[str] = field(default_factory=set)
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     limit: int | None = None
@@ -224,7 +225,7 @@ class SizerApp(App):
             return
         try:
             self.catalog = self.catalog or load_catalog()
-            rows = engine.candidate_rows(self.catalog, profile)
+            rows = engine.candidate_rows(self.catalog, profile, self.state.engine)
         except SizerError as exc:
             self.post_message(CandidatesReady([], str(exc)))
             return

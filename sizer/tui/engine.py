@@ -10,16 +10,14 @@ from typing import Any, Callable
 
 from sizer.core import events
 from sizer.core.catalog import Catalog, ModelEntry
-from sizer.core.estimate import fit_report
 from sizer.core.estimate_experts import shipped_weight_bytes
 from sizer.core.estimate_memory import checkpoint_float, weights_term
 from sizer.core.hardware import HardwareProfile
-from sizer.core.placement import planned_dtype
+from sizer.core.planning import plan_estimate
 from sizer.core.quant import parse_precision
 from sizer.core.search import RunSpec, walk
 from sizer.core.trial import TrialCancelled
 
-ESTIMATE_CONTEXT = 2048
 
 
 @dataclass(frozen=True)
@@ -58,16 +56,15 @@ class RunOutcome:
     cancelled: bool = False
 
 
-def candidate_rows(catalog: Catalog, profile: HardwareProfile) -> list[CandidateRow]:
+def candidate_rows(catalog: Catalog, profile: HardwareProfile, engine: str | None = None) -> list[CandidateRow]:
     """Every catalog model with fit level, memory and decode speed on `profile`, largest first,
-    in the precision a trial would use there."""
-    devices = profile.devices()
+    as `engine` would serve it (sizer.core.planning's policy; None: the default engine)."""
     rows = []
     for entry in sorted(catalog.entries, key=lambda e: -e.params):
-        precision = parse_precision(planned_dtype(profile, entry.kind))
-        report = fit_report(entry, precision, min(ESTIMATE_CONTEXT, entry.max_context), 1, devices,
-                            overhead_reserved=profile.simulated)
-        need = min(f.need_bytes for f in report.devices)
+        if engine == "vllm" and entry.kind == "encoder":
+            continue
+        report = plan_estimate(entry, profile, engine)
+        need = max((s.need_bytes for s in report.shares), default=min(f.need_bytes for f in report.devices))
         decode = report.speed.decode_tps if report.speed else None
         shipped = shipped_weight_bytes(entry)  # a pre-quantized checkpoint downloads packed
         download = shipped[0] if shipped else weights_term(entry, parse_precision(checkpoint_float(entry))).bytes

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, ProgressBar, Select, SelectionList, Static
 
-from sizer.core.estimate import LEVELS
+from sizer.core.estimate import ENGINES, LEVELS
 from sizer.core.strategies import STRATEGIES
 from sizer.tui.engine import CandidateRow
 from sizer.tui.fmt import params, rate, size
@@ -45,6 +45,7 @@ class CandidatesScreen(StepScreen):
                     yield Input(placeholder="search by name (/)", id="search", compact=True)
                     yield Select([], prompt="all families", id="family", compact=True)
                     yield Select([(level, level) for level in LEVELS], prompt="any fit", id="fit", compact=True)
+                    yield Select([(e, e) for e in ENGINES], prompt="default engine", id="engine", compact=True)
                 yield DataTable(id="models", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="cand-status", classes="hint")
                 yield Static("", id="download-status", classes="hint")
@@ -124,7 +125,7 @@ class CandidatesScreen(StepScreen):
         where = profile.name if profile else "..."
         self.query_one("#cand-status", Static).update(
             f"{len(selected)} selected of {len(self.sizer.state.candidates)} models; fit and speed on {where}; "
-            "memory: bf16 (encoders fp32), context 2048")
+            f"engine: {state.engine or 'llama.cpp for GGUF types, else transformers'}; context 4096")
 
     def action_toggle(self) -> None:
         table = self.query_one("#models", DataTable)
@@ -143,9 +144,15 @@ class CandidatesScreen(StepScreen):
         self.query_one("#search", Input).focus()
 
     @on(Input.Changed, "#search")
-    @on(Select.Changed)
+    @on(Select.Changed, "#family")
+    @on(Select.Changed, "#fit")
     def _filter(self) -> None:
         self._fill()
+
+    @on(Select.Changed, "#engine")
+    def _engine(self, event: Select.Changed) -> None:
+        self.sizer.state.engine = None if event.value is Select.NULL else str(event.value)
+        self.app.estimate_candidates()  # re-estimate every model for the chosen engine
 
     @on(Input.Submitted, "#search")
     def _search_done(self) -> None:
