@@ -206,7 +206,8 @@ class _Walker:
         except (MemoryError, RuntimeError) as exc:
             if not _is_oom(exc):
                 raise
-            base.status, base.reason = "oom", "out of memory: " + str(exc).splitlines()[0][:160]
+            detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            base.status, base.reason = "oom", "out of memory: " + detail
             self.sink(events.TrialFinished(cand.entry.id, strategy, "oom", reason=base.reason))
             return base
         except SizerError as exc:
