@@ -22,8 +22,8 @@ from conftest import TINY
 
 BANKING = str(Path(__file__).resolve().parents[1] / "examples" / "banking.toml")
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-# MiniLM is the larger of the two here, so it is the reference and its trials come first; a test
-# split of 96 is two encoder batches (64 + 32) per trial, so a trial can be killed half done.
+# MiniLM is the larger of the two here, so it is the reference and its trials come first; the
+# tiny model scores the 96 test examples in several packs, so its trial can be killed half done.
 RUN = ["run", BANKING, "--models", f"{MINILM},{TINY}", "--strategies", "zero-shot,few-shot",
        "--limit", "96", "--target", "0.75"]
 CHILD_TIMEOUT_S = 300
@@ -89,7 +89,8 @@ def test_kill_9_mid_run_then_resume_scores_nothing_twice_and_decides_the_same(en
     for key, _ in before:
         per_key[key] = per_key.get(key, 0) + 1
     [killed_key] = [k for k in per_key if k != first["key"]]
-    assert per_key[killed_key] == 64  # exactly the one committed batch of the killed trial
+    kept = per_key[killed_key]  # the one committed batch of the killed trial
+    assert 0 < kept < 96
 
     resumed = _sizer(["run", "--resume", str(out)], env)
     assert resumed.returncode in (0, 1), resumed.stderr
@@ -102,7 +103,7 @@ def test_kill_9_mid_run_then_resume_scores_nothing_twice_and_decides_the_same(en
     assert all(after[row] == created for row, created in before.items())  # stored rows untouched
     ran = [t for t in final["trials"] if "speed" in t][1:]  # every trial but the reused first one
     [half] = [t for t in ran if t["key"] == killed_key]
-    assert half["speed"]["cached"] == 64 and half["speed"]["scored"] == half["metric"]["n"] - 64
+    assert half["speed"]["cached"] == kept and half["speed"]["scored"] == half["metric"]["n"] - kept
     # Nothing scored twice: the resumed run scored exactly the rows that are new in the cache.
     assert sum(t["speed"]["scored"] for t in ran) == len(after) - len(before)
 
