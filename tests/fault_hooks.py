@@ -5,11 +5,14 @@ a file-size limit (RLIMIT_FSIZE) the kernel enforces on the report's write.
 
     FAULT_KILL_AFTER = "T:B"   SIGKILL right after the B-th stored batch of the T-th trial (1-based)
     FAULT_FSIZE_AT = "N"       the N-th report write runs under RLIMIT_FSIZE = FAULT_FSIZE_BYTES
+    FAULT_FILL_AT = "N"        before the N-th report write, fill the report's file system (a small
+                               tmpfs the test mounted) with a filler file until it is full
     FAULT_DIR = folder         the child copies each report it wrote there (report-1.toml, ...)
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import shutil
@@ -30,8 +33,9 @@ def child_env(base: dict[str, str], folder: Path, **faults: str) -> dict[str, st
 def install() -> None:
     if os.environ.get("FAULT_KILL_AFTER"):
         _kill_after_batch(*(int(x) for x in os.environ["FAULT_KILL_AFTER"].split(":")))
-    if os.environ.get("FAULT_FSIZE_AT") or os.environ.get("FAULT_DIR"):
-        _wrap_report_writes(int(os.environ.get("FAULT_FSIZE_AT", "0")), int(os.environ.get("FAULT_FSIZE_BYTES", "512")))
+    if os.environ.get("FAULT_FSIZE_AT") or os.environ.get("FAULT_FILL_AT") or os.environ.get("FAULT_DIR"):
+        _wrap_report_writes(int(os.environ.get("FAULT_FSIZE_AT", "0")), int(os.environ.get("FAULT_FSIZE_BYTES", "512")),
+                            int(os.environ.get("FAULT_FILL_AT", "0")))
 
 
 def _kill_after_batch(trial: int, batch: int) -> None:
@@ -53,7 +57,26 @@ def _kill_after_batch(trial: int, batch: int) -> None:
     TrialStore.add_predictions = add_predictions
 
 
-def _wrap_report_writes(fault_at: int, limit_bytes: int) -> None:
+def _fill(folder: Path) -> None:
+    """Write zeros into `folder` until its file system says ENOSPC."""
+    chunk = bytes(64 * 1024)
+    with open(folder / "filler", "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(chunk)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    try:  # the last pages a smaller write can still take
+        with open(folder / "filler-tail", "wb", buffering=0) as handle:
+            while True:
+                handle.write(b"\0")
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+
+
+def _wrap_report_writes(fault_at: int, limit_bytes: int, fill_at: int = 0) -> None:
     from sizer.core import report
 
     original = report.write_report
@@ -62,6 +85,8 @@ def _wrap_report_writes(fault_at: int, limit_bytes: int) -> None:
 
     def write_report(path, run):
         calls[0] += 1
+        if calls[0] == fill_at:
+            _fill(Path(path).parent)
         if calls[0] != fault_at:
             original(path, run)
             if keep is not None:

@@ -8,6 +8,7 @@ Faults are injected at an exact point by tests/fault_hooks.py, so no test races 
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -76,6 +77,7 @@ def _fresh_cache(env: dict[str, str], folder: Path) -> dict[str, str]:
     return {**env, "SIZER_CACHE_DIR": str(folder)}
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_scores_nothing_twice_and_decides_the_same(env, tmp_path):
     out = tmp_path / "r.toml"
     db = Path(env["SIZER_CACHE_DIR"]) / "trials.sqlite"
@@ -115,6 +117,7 @@ def test_kill_9_mid_run_then_resume_scores_nothing_twice_and_decides_the_same(en
            [(t["model"], t["strategy"], t["status"]) for t in whole["trials"]]
 
 
+@pytest.mark.slow
 def test_report_write_refused_by_the_disk_keeps_the_previous_report(env, tmp_path):
     out = tmp_path / "reports" / "r.toml"
     out.parent.mkdir()
@@ -133,6 +136,39 @@ def test_report_write_refused_by_the_disk_keeps_the_previous_report(env, tmp_pat
     assert sorted(p.name for p in out.parent.iterdir()) == ["r.toml"]  # no temp file left behind
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs inside tmp_path (needs root and mount rights; skipped elsewhere, where the
+    RLIMIT_FSIZE test above covers the same code path)."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True,
+                          timeout=30)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], timeout=30)
+
+
+@pytest.mark.slow
+def test_disk_full_while_the_report_is_written_keeps_the_previous_report(env, tmp_path, small_disk):
+    out = small_disk / "r.toml"
+    kept = tmp_path / "written"
+    hooks = child_env(env, tmp_path / "hooks", FAULT_FILL_AT="2", FAULT_DIR=str(kept))
+    proc = _sizer([*RUN, "--out", str(out)], hooks)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        f"sizer: error: {out}: cannot write the report (No space left on device); the previous report is intact; "
+        "free some space or choose another --out, then continue with sizer run --resume")
+    assert out.read_bytes() == (kept / "report-1.toml").read_bytes()
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "filler-tail", "r.toml"]
+
+
+@pytest.mark.slow
 def test_first_report_write_refused_says_no_report_was_written(env, tmp_path):
     out = tmp_path / "r.toml"
     proc = _sizer([*RUN, "--out", str(out)], child_env(env, tmp_path / "hooks", FAULT_FSIZE_AT="1"))
@@ -199,6 +235,7 @@ def test_out_of_memory_in_a_trial_is_a_result_and_the_walk_goes_on(trial_env, tm
     assert [t["status"] for t in written["trials"] if t["model"] == TINY] == ["oom"] * len(tiny)
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_cache_lose_and_duplicate_nothing(env, tmp_path):
     db = Path(env["SIZER_CACHE_DIR"]) / "trials.sqlite"
     outs = [tmp_path / "one.toml", tmp_path / "two.toml"]
