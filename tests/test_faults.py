@@ -130,7 +130,7 @@ def test_report_write_refused_by_the_disk_keeps_the_previous_report(env, tmp_pat
     assert "Traceback" not in proc.stderr
     [line] = [x for x in proc.stderr.splitlines() if "report" in x]
     assert line == (f"sizer: error: {out}: cannot write the report (File too large); the previous report is "
-                    "intact; free some space or choose another --out, then continue with sizer run --resume")
+                    "intact; free some space or write it elsewhere; finished trials stay in the trial cache")
     assert out.read_bytes() == (kept / "report-1.toml").read_bytes()  # the first write, as it was
     assert len(tomllib.loads(out.read_text())["trials"]) == 1
     assert sorted(p.name for p in out.parent.iterdir()) == ["r.toml"]  # no temp file left behind
@@ -163,7 +163,7 @@ def test_disk_full_while_the_report_is_written_keeps_the_previous_report(env, tm
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.splitlines()[-1] == (
         f"sizer: error: {out}: cannot write the report (No space left on device); the previous report is intact; "
-        "free some space or choose another --out, then continue with sizer run --resume")
+        "free some space or write it elsewhere; finished trials stay in the trial cache")
     assert out.read_bytes() == (kept / "report-1.toml").read_bytes()
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "filler-tail", "r.toml"]
 
@@ -174,8 +174,8 @@ def test_first_report_write_refused_says_no_report_was_written(env, tmp_path):
     proc = _sizer([*RUN, "--out", str(out)], child_env(env, tmp_path / "hooks", FAULT_FSIZE_AT="1"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.splitlines()[-1].endswith(
-        "cannot write the report (File too large); no report was written; free some space or choose another "
-        "--out, then continue with sizer run --resume")
+        "cannot write the report (File too large); no report was written; free some space or write it "
+        "elsewhere; finished trials stay in the trial cache")
     assert list(tmp_path.glob("*r.toml*")) == []
 
 

@@ -95,7 +95,7 @@ def write_report(path: str | Path, run: Any) -> None:
     except OSError as exc:
         before = "the previous report is intact" if Path(path).is_file() else "no report was written"
         raise SizerError(f"{path}: cannot write the report ({exc.strerror or exc}); {before}; "
-                         f"free some space or choose another --out, then continue with sizer run --resume") from exc
+                         "free some space or write it elsewhere; finished trials stay in the trial cache") from exc
 
 
 REQUIRED = ("task", "hardware")  # tables `show` and `--resume` cannot do without
@@ -123,10 +123,12 @@ def read_report(path: str | Path) -> dict[str, Any]:
     schema = data.get("schema")
     if schema != SCHEMA:
         raise SizerError(f"{p}: report schema {schema!r} is not {SCHEMA}; it was written by another sizer version")
-    missing = [name for name in REQUIRED if not isinstance(data.get(name), dict)]
-    if missing or not isinstance(data["task"].get("path", ""), str):
-        raise SizerError(f"{p}: not a complete report (no [{missing[0] if missing else 'task'}] table); "
-                         "it was cut short or edited; rerun sizer run --out to write it again")
+    missing = [f"[{name}] table" for name in REQUIRED if not isinstance(data.get(name), dict)]
+    if not missing and not isinstance(data["task"].get("path", ""), str):
+        missing = ["task path"]
+    if missing:
+        raise SizerError(f"{p}: not a complete report (no {missing[0]}); it was cut short or edited; "
+                         "rerun sizer run --out to write it again")
     return data
 
 

@@ -2,7 +2,8 @@
 
 A re-run reuses what is there; an interrupted run resumes where it stopped. Each
 `add_predictions` call is one transaction in WAL mode, so a kill -9 loses at most the batch in
-flight, and `INSERT OR IGNORE` on (trial, example) means no example is ever scored twice.
+flight, and `INSERT OR IGNORE` on (trial, example) means no example is ever scored twice. A damaged file is
+moved aside (`trials.sqlite.corrupt-<UTC time>`) and a fresh cache started, with a one-line notice.
 Secrets never reach the file: meta and summaries pass through `redact` first.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from sizer.core.errors import SizerError
+from sizer.core.events import Message
 from sizer.core.paths import cache_dir
 
 FILENAME = "trials.sqlite"
@@ -165,8 +167,6 @@ class TrialStore:
             store = cls(conn, path)
             store.notices.append(notice)
             if sink is not None:
-                from sizer.core.events import Message
-
                 sink(Message(notice, level="warning"))
             return store
         return cls(conn, path)
