@@ -80,6 +80,9 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
             args.budget = f"{saved['budget_minutes']}m"
     if not args.task:
         raise SizerError("give a task file (sizer run TASK.toml) or --resume REPORT")
+    if previous is not None and not Path(args.task).is_file():
+        raise SizerError(f"{args.resume}: the report's task {args.task} is not there; give it: "
+                         f"sizer run TASK.toml --resume {args.resume}")
     if args.models and args.family:
         raise SizerError("use --models or --family, not both")
     strategies = _split_list(args.strategies) or STRATEGIES

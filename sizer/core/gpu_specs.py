@@ -238,7 +238,7 @@ def _parse_file(path: Path) -> MachineSpec:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SizerError(f"{path}: no such profile file") from None
+        raise SizerError(f"{path}: no such profile file; give a TOML file that exists or a name like '1x H100 80GB'") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SizerError(f"{path}: cannot read profile file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:

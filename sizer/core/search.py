@@ -263,7 +263,7 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
         raise SizerError("no candidate model is both on this machine and small enough for it: "
                          "see `sizer catalog list --fits`, download one, or name models with --models")
     own_store = store is None
-    store = store or TrialStore.open()
+    store = store or TrialStore.open(sink=sink)
     walker = _Walker(spec, run, store, sink, cancel, catalog, on_update, {(t.model, t.strategy, t.where): t for t in reuse})
     walker.exhaustive, walker.skip = exhaustive, skip
     try:
