@@ -16,6 +16,7 @@ import traceback
 from typing import Sequence
 
 from sizer import __version__, commands
+from sizer.core.environment import check_numeric_settings
 from sizer.core.errors import SizerError
 
 
@@ -53,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sizer.tui.entry import launch  # `sizer [TASK.toml]`: the app
 
         return launch(argv[0] if argv else None)
+    try:
+        check_numeric_settings()
+    except SizerError as exc:
+        print(f"sizer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -259,12 +259,33 @@ def test_newer_schema_is_refused_with_a_hint(tmp_path):
         TrialStore.open(path)
 
 
-def test_a_file_that_is_not_a_database_gives_a_one_line_error(tmp_path):
+def test_a_damaged_cache_is_kept_aside_and_a_fresh_one_started(tmp_path):
     path = tmp_path / "trials.sqlite"
-    path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(SizerError, match="cannot be opened.*delete the file") as info:
-        TrialStore.open(path)
-    assert "\n" not in str(info.value)
+    garbage = os.urandom(8192)  # not even an SQLite header
+    path.write_bytes(garbage)
+    seen = []
+    with TrialStore.open(path, sink=seen.append) as store:
+        key = _key()
+        store.start_trial(key, {"model": MODEL})
+        assert store.add_predictions(key, _rows(range(3))) == 3
+        [notice] = store.notices
+    [kept] = list(tmp_path.glob("trials.sqlite.corrupt-*"))
+    assert kept.read_bytes() == garbage  # the old file is kept, byte for byte
+    assert "\n" not in notice and str(path) in notice and kept.name in notice and "fresh cache" in notice
+    assert [(e.level, e.text) for e in seen] == [("warning", notice)]
+    with TrialStore.open(path) as again:  # the fresh cache is a real one, and needs no repair
+        assert len(again.done_examples(key)) == 3 and again.notices == []
+
+
+def test_a_damaged_cache_through_the_cli_is_one_line_and_the_command_goes_on(tmp_path):
+    (tmp_path / "trials.sqlite").write_bytes(b"\x00garbage" * 500)
+    proc = subprocess.run([sys.executable, "-m", "sizer", "cache", "info", "--json"], capture_output=True, text=True,
+                          env={**os.environ, "SIZER_CACHE_DIR": str(tmp_path)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("warning: trial cache") and "kept it as trials.sqlite.corrupt-" in line
+    assert json.loads(proc.stdout)["trials"] == 0
+    assert len(list(tmp_path.glob("trials.sqlite.corrupt-*"))) == 1
 
 
 # --- secrets ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from sizer.core.errors import SizerError
+from sizer.core.events import stream_sink
 from sizer.core.store import TrialStore, default_path, read_info
 
 
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    info = read_info()
+    info = read_info(sink=stream_sink())
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -41,7 +42,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_clear(args: argparse.Namespace) -> int:
-    info = read_info()
+    info = read_info(sink=stream_sink())
     counts = _counts(info, args.model)
     if counts["trials"] == 0:
         cached = ", ".join(info["models"]) or "none"

@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from sizer.core.endpoints import normalize_url
 from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
 from sizer.core.hardware import simulated
@@ -84,7 +85,7 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
     previous = read_report(args.resume) if args.resume else None
     if previous is not None:
         saved = previous.get("run", {})
-        args.task = args.task or previous["task"]["path"]
+        args.task = args.task or previous["task"].get("path")
         args.models = args.models or ",".join(saved.get("models", [])) or None
         args.family = args.family or saved.get("family")
         args.strategies = args.strategies or ",".join(saved.get("strategies", [])) or None
@@ -103,6 +104,9 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
             args.budget = f"{saved['budget_minutes']}m"
     if not args.task:
         raise SizerError("give a task file (sizer run TASK.toml) or --resume REPORT")
+    if previous is not None and not Path(args.task).is_file():
+        raise SizerError(f"{args.resume}: the report's task {args.task} is not there; give it: "
+                         f"sizer run TASK.toml --resume {args.resume}")
     if args.models and args.family:
         raise SizerError("use --models or --family, not both")
     strategies = _split_list(args.strategies) or STRATEGIES
@@ -119,6 +123,8 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
     if bool(args.endpoint) != bool(args.endpoint_model):
         raise SizerError("--endpoint and --endpoint-model go together: the URL and the catalog id of the served weights")
     download_budget = parse_download_budget(args.download_budget)
+    if args.endpoint:
+        normalize_url(args.endpoint)  # a bad URL fails now, not after the local trials
     remote = (RemoteModel(args.endpoint_model, args.endpoint, args.served_model),) if args.endpoint else ()
     task = load_task(args.task, sink=sink)
     spec = RunSpec(remote=remote, task=task, models=_split_list(args.models), family=args.family, strategies=strategies,
@@ -140,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             write_report(args.out, run_result)
 
-    with TrialStore.open() as store:
+    with TrialStore.open(sink=sink) as store:
         reuse = trials_from_report(previous, spec.task, store) if previous else []
         try:
             result = walk(spec, store=store, sink=sink, on_update=on_update, reuse=reuse)

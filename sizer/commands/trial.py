@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
 from sizer.core.strategies import STRATEGIES
 from sizer.core.task import load_task
@@ -36,6 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.shots is not None and args.shots < 0:
+        raise SizerError(f"--shots {args.shots}: give 0 or more demonstrations")
     task = load_task(args.task, sink=stream_sink(as_json=args.json))
     spec = TrialSpec(
         model=args.model, strategy=args.strategy, shots=args.shots, limit=args.limit, device=args.device,

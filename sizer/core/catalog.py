@@ -144,8 +144,13 @@ def load_catalog(paths: Iterable[str | os.PathLike[str]] | None = None) -> Catal
 
     directory = catalog_dir()
     if not directory.is_dir():
-        raise SizerError(f"catalog folder {directory} does not exist; set SIZER_CATALOG_DIR to a folder of family TOML files")
-    return Catalog(layered(_read(family_files(directory)), user_entries()))
+        what = "is not a folder" if directory.exists() else "does not exist"
+        raise SizerError(f"catalog folder {directory} {what}; set SIZER_CATALOG_DIR to a folder of family TOML files")
+    files = family_files(directory)
+    if not files:
+        raise SizerError(f"catalog folder {directory} has no family files (*.toml); set SIZER_CATALOG_DIR to a "
+                         "folder of family TOML files, or unset it to use the catalogs shipped with sizer")
+    return Catalog(layered(_read(files), user_entries()))
 
 
 def _read(files: list[Path]) -> list[ModelEntry]:

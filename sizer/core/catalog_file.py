@@ -154,7 +154,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SizerError(f"{path}:{_error_line(str(exc), text)}: malformed TOML: {exc}") from None
+        raise SizerError(f"{path}:{_error_line(str(exc), text)}: malformed TOML: {exc}; fix the TOML syntax there") from None
 
 
 def _error_line(message: str, text: str) -> int:

@@ -68,6 +68,10 @@ def normalize_url(url: str, where: str = "--endpoint") -> str:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SizerError(f"{where}: {url!r} is not an http(s) URL; give e.g. http://127.0.0.1:8000/v1")
+    try:
+        parts.port
+    except ValueError:
+        raise SizerError(f"{where}: {url!r} has a port outside 1 to 65535; give e.g. http://127.0.0.1:8000/v1") from None
     if parts.username or parts.password:
         raise SizerError(f"{where}: put no credentials in the URL; export the key and name it with api_key_env")
     path = parts.path.rstrip("/")

@@ -210,9 +210,11 @@ def _take_count(text: str, part: str) -> tuple[int, str]:
 
 
 def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or int(value) <= 0:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise SizerError(f"{what} must be a positive whole number, got {value!r}")
-    return int(value)
+    return value
 
 
 def _replace(machine: MachineSpec, **changes: Any) -> MachineSpec:
@@ -236,16 +238,22 @@ def _parse_file(path: Path) -> MachineSpec:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SizerError(f"{path}: no such profile file") from None
+        raise SizerError(f"{path}: no such profile file; give a TOML file that exists or a name like '1x H100 80GB'") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SizerError(f"{path}: cannot read profile file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise SizerError(f"{path}: invalid TOML: {exc}") from None
+        found = re.search(r" \(at line (\d+), column \d+\)", str(exc))
+        where = f"{path}:{found.group(1)}" if found else str(path)
+        reason = str(exc)[: found.start()] if found else str(exc)
+        raise SizerError(f"{where}: invalid TOML: {reason}; fix the TOML syntax on that line") from None
     unknown = set(data) - {"name", "cpu", "gpu"}
     if unknown:
         raise SizerError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected name, [cpu], [[gpu]]")
     cpu = _file_cpu(path, data.get("cpu", {}))
-    gpus = tuple(_file_gpu(path, i, row) for i, row in enumerate(data.get("gpu", []), start=1))
+    rows = data.get("gpu", [])
+    if not isinstance(rows, list):
+        raise SizerError(f"{path}: [[gpu]]: gpu = {rows!r} is not a list of tables; write one [[gpu]] table per GPU model")
+    gpus = tuple(_file_gpu(path, i, row) for i, row in enumerate(rows, start=1))
     machine = MachineSpec(name=str(data.get("name", path.stem)), gpus=gpus, **cpu)
     _check_apple(machine)
     return machine

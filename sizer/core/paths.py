@@ -23,12 +23,23 @@ def cache_dir() -> Path:
     """
     override = os.environ.get("SIZER_CACHE_DIR")
     if override:
-        path = Path(override)
+        path, source = Path(override), "SIZER_CACHE_DIR"
     else:
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        path = Path(base) / "sizer"
-    path.mkdir(parents=True, exist_ok=True)
+        base = os.environ.get("XDG_CACHE_HOME")
+        path, source = (Path(base) / "sizer", "XDG_CACHE_HOME") if base else (Path.home() / ".cache" / "sizer", "")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SizerError(f"{_named(source)}{path} is a file, not a folder; set SIZER_CACHE_DIR to a folder "
+                         "sizer may write to") from None
+    except OSError as exc:
+        raise SizerError(f"{_named(source)}{path} cannot be created ({exc.strerror}); set SIZER_CACHE_DIR to a "
+                         "folder sizer may write to") from None
     return path
+
+
+def _named(variable: str) -> str:
+    return f"{variable}: " if variable else "cache folder "
 
 
 def hf_cache_dir() -> Path:

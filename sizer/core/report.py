@@ -8,6 +8,7 @@ values are left out. Secrets never appear: everything passes through `store.reda
 from __future__ import annotations
 
 import datetime
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,22 +96,60 @@ def dumps(run: Any) -> str:
 
 
 def write_report(path: str | Path, run: Any) -> None:
-    atomic_write_text(path, dumps(run))
+    """Write the report atomically; when the disk refuses (full, a file-size limit, no permission)
+    the file keeps its previous content and the SizerError says so."""
+    try:
+        atomic_write_text(path, dumps(run))
+    except OSError as exc:
+        before = "the previous report is intact" if Path(path).is_file() else "no report was written"
+        raise SizerError(f"{path}: cannot write the report ({exc.strerror or exc}); {before}; "
+                         "free some space or write it elsewhere; finished trials stay in the trial cache") from exc
+
+
+REQUIRED = ("task", "hardware")  # tables `show` and `--resume` cannot do without
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
-    """A report as plain data; a missing, malformed or newer-schema file -> SizerError."""
+    """A report as plain data; a missing, malformed, truncated or other-schema file -> SizerError."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        text = p.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise SizerError(f"{p}: no such report") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SizerError(f"{p}: not a valid TOML report ({exc})") from None
+        raise SizerError(f"{p}: no such report; give the file written by sizer run --out") from None
+    except IsADirectoryError:
+        raise SizerError(f"{p}: is a folder; give the report file written by sizer run --out") from None
+    except OSError as exc:
+        raise SizerError(f"{p}: cannot read the report ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise SizerError(f"{p}: not a valid TOML report (not UTF-8 text); give the file written by sizer run --out") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SizerError(_toml_problem(p, text, exc)) from None
+    if "schema" not in data:
+        raise SizerError(f"{p}: not a sizer report (no schema key); give the file written by sizer run --out")
     schema = data.get("schema")
     if schema != SCHEMA:
         raise SizerError(f"{p}: report schema {schema!r} is not {SCHEMA}; it was written by another sizer version")
+    missing = [f"[{name}] table" for name in REQUIRED if not isinstance(data.get(name), dict)]
+    if not missing and not isinstance(data["task"].get("path", ""), str):
+        missing = ["task path"]
+    if missing:
+        raise SizerError(f"{p}: not a complete report (no {missing[0]}); it was cut short or edited; "
+                         "rerun sizer run --out to write it again")
     return data
+
+
+def _toml_problem(path: Path, text: str, exc: Exception) -> str:
+    """One line for a report tomllib refuses: its line, and whether it looks cut short."""
+    message = str(exc)
+    found = re.search(r"\(at line (\d+), column \d+\)|\(at end of document\)", message)
+    line = found.group(1) if found and found.group(1) else str(max(1, len(text.splitlines())))
+    reason = message[: found.start()].strip() if found else message
+    cut = not text.endswith("\n")  # sizer always ends its reports with a newline
+    hint = ("it looks cut short (a full disk or a killed writer?); continue the run with sizer run --resume "
+            "on an intact report, or rerun sizer run --out" if cut else "give the file written by sizer run --out")
+    return f"{path}:{line}: not a valid TOML report ({reason}); {hint}"
 
 
 def trials_from_report(data: dict[str, Any], task: Any, store: Any) -> list[Any]:

@@ -208,7 +208,8 @@ class _Walker:
         except (MemoryError, RuntimeError) as exc:
             if not _is_oom(exc):
                 raise
-            base.status, base.reason = "oom", "out of memory: " + str(exc).splitlines()[0][:160]
+            detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            base.status, base.reason = "oom", "out of memory: " + detail
             self.sink(events.TrialFinished(cand.entry.id, strategy, "oom", reason=base.reason))
             return base
         except SizerError as exc:
@@ -266,7 +267,7 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
         raise SizerError("no candidate model is both on this machine and small enough for it: "
                          "see `sizer catalog list --fits`, download one, or name models with --models")
     own_store = store is None
-    store = store or TrialStore.open()
+    store = store or TrialStore.open(sink=sink)
     walker = _Walker(spec, run, store, sink, cancel, catalog, on_update, {(t.model, t.strategy, t.where): t for t in reuse})
     walker.exhaustive, walker.skip = exhaustive, skip
     try:

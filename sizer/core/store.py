@@ -2,7 +2,8 @@
 
 A re-run reuses what is there; an interrupted run resumes where it stopped. Each
 `add_predictions` call is one transaction in WAL mode, so a kill -9 loses at most the batch in
-flight, and `INSERT OR IGNORE` on (trial, example) means no example is ever scored twice.
+flight, and `INSERT OR IGNORE` on (trial, example) means no example is ever scored twice. A damaged file is
+moved aside (`trials.sqlite.corrupt-<UTC time>`) and a fresh cache started, with a one-line notice.
 Secrets never reach the file: meta and summaries pass through `redact` first.
 """
 
@@ -15,9 +16,10 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from sizer.core.errors import SizerError
+from sizer.core.events import Message
 from sizer.core.paths import cache_dir
 
 FILENAME = "trials.sqlite"
@@ -137,32 +139,36 @@ class TrialStore:
         self._conn = conn
         self._lock = threading.Lock()
         self.path = path
+        self.notices: list[str] = []  # what opening it had to repair, one line each
 
     @classmethod
-    def open(cls, path: str | Path | None = None) -> TrialStore:
-        """Open (creating or upgrading as needed) the cache at `path` or the default location."""
+    def open(cls, path: str | Path | None = None, sink: Callable[[Any], None] | None = None) -> TrialStore:
+        """Open (creating or upgrading as needed) the cache at `path` or the default location.
+
+        A file that is not an SQLite database, or a damaged one, is moved aside (renamed
+        `trials.sqlite.corrupt-<UTC time>`, never deleted) and a fresh cache takes its place; the
+        one-line notice goes to `sink` as a warning `Message` and stays in `store.notices`."""
         path = Path(path) if path is not None else default_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise SizerError(f"trial cache {path} cannot be opened ({exc}); check the folder's permissions") from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            _enable_wal(conn)
-            # NORMAL in WAL mode: a committed batch survives a killed process (not a power cut).
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            _migrate(conn, path)
+            conn = _connect(path)
         except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise SizerError(
-                f"trial cache {path} cannot be opened ({exc}); delete the file to start a fresh cache"
-            ) from exc
-        except BaseException:
-            conn.close()
-            raise
+            if not _is_corrupt(exc):
+                raise SizerError(f"trial cache {path} cannot be opened ({exc}); move the file aside or set "
+                                 "SIZER_CACHE_DIR to another folder") from exc
+            try:  # another sizer may have replaced it a moment ago
+                return cls(_connect(path), path)
+            except sqlite3.DatabaseError:
+                pass
+            kept = _move_aside(path)
+            notice = (f"trial cache {path} was damaged ({exc}); kept it as {kept.name} and started a fresh cache"
+                      if kept else f"trial cache {path} was damaged ({exc}); another sizer replaced it with a fresh cache")
+            conn = _connect(path)
+            store = cls(conn, path)
+            store.notices.append(notice)
+            if sink is not None:
+                sink(Message(notice, level="warning"))
+            return store
         return cls(conn, path)
 
     def close(self) -> None:
@@ -328,6 +334,54 @@ class _Transaction:
         self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """A configured, migrated connection; sqlite3.DatabaseError when the file is not a usable database."""
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise SizerError(f"trial cache {path} cannot be opened ({exc}); check the folder's permissions") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _enable_wal(conn)
+        # NORMAL in WAL mode: a committed batch survives a killed process (not a power cut).
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        _migrate(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """SQLITE_NOTADB ("file is not a database") or SQLITE_CORRUPT ("database disk image is malformed")."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
+
+
+def _move_aside(path: Path) -> Path | None:
+    """Rename a damaged cache and its write-ahead log to `<name>.corrupt-<UTC time>`; drop its shared
+    memory index. None when another process already moved it."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while kept.exists():
+        n += 1
+        kept = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        path.rename(kept)
+    except FileNotFoundError:
+        return None
+    wal = Path(f"{path}-wal")
+    if wal.exists():  # a stale log must never be replayed into the fresh database
+        wal.rename(Path(f"{kept}-wal"))
+    Path(f"{path}-shm").unlink(missing_ok=True)
+    return kept
+
+
 def _enable_wal(conn: sqlite3.Connection) -> None:
     """Switch to WAL. SQLite answers "database is locked" at once, without the busy handler, when
     another process is creating or switching the same new file; retry until the busy timeout."""
@@ -368,11 +422,11 @@ def disk_size(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
 
 
-def read_info(path: str | Path | None = None) -> dict[str, Any]:
+def read_info(path: str | Path | None = None, sink: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """`TrialStore.info()` without creating a cache that does not exist yet."""
     path = Path(path) if path is not None else default_path()
     if not path.exists():
         return {"path": str(path), "size_bytes": 0, "schema_version": SCHEMA_VERSION,
                 "trials": 0, "predictions": 0, "models": {}}
-    with TrialStore.open(path) as store:
+    with TrialStore.open(path, sink=sink) as store:
         return store.info()

@@ -98,8 +98,8 @@ def load_toml(path: Path, shown: str) -> tuple[dict[str, Any], str]:
         found = re.search(r"\(at line (\d+), column (\d+)\)", message)
         if found:
             message = message[: found.start()].strip()
-            raise SizerError(f"{shown}:{found.group(1)}: invalid TOML: {message}") from None
-        raise SizerError(f"{shown}: invalid TOML: {message}") from None
+            raise SizerError(f"{shown}:{found.group(1)}: invalid TOML: {message}; fix the TOML syntax on that line") from None
+        raise SizerError(f"{shown}: invalid TOML: {message}; fix the TOML syntax") from None
 
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?")

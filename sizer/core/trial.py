@@ -135,7 +135,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     revision = remote.revision if remote else local.revision
     runner = make_runner(entry, task, spec, local, device, dtype, seed)
     own_store = store is None
-    store = store or TrialStore.open()
+    store = store or TrialStore.open(sink=sink)
     try:
         with PeakMemory(device) as memory:
             began = time.perf_counter()
