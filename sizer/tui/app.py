@@ -33,7 +33,9 @@ STEPS = ("hardware", "task", "candidates", "run", "results", "recommendation")
 
 @dataclass
 class Live:
-    """The trial now running, as the last events described it."""
+    """The trial now running, as the last events described it. `phase`: "loading" (the model's
+    weights; `load` is the last loading event), "preparing" (prompts, demonstrations, training)
+    or "scoring" (the test examples); "" before any trial."""
 
     model: str = ""
     strategy: str = ""
@@ -43,6 +45,8 @@ class Live:
     low: float | None = None
     high: float | None = None
     examples_per_s: float | None = None
+    phase: str = ""
+    load: events.ModelLoading | None = None
 
 
 @dataclass
@@ -86,6 +90,11 @@ class CandidatesReady(Message):
         self.rows, self.error = rows, error
 
 
+def _load_progress(event: events.Event) -> bool:
+    """A loading event that only advances the loader's counts (the log keeps the first one)."""
+    return isinstance(event, events.ModelLoading) and event.total > 0
+
+
 def _modes() -> dict[str, Any]:
     from sizer.tui.screens import candidates, hardware, recommendation, results, run, task
 
@@ -113,7 +122,8 @@ class SizerApp(App):
         """`here`: use this profile instead of detecting this machine (tests, demos)."""
         super().__init__()
         self.state = State(here=here, profile=here, limit=limit)
-        self.task_path = Path(task_path) if task_path else None
+        self.task_path = Path(task_path) if task_path else None  # None while the task has unsaved edits
+        self.task_file: Path | None = None  # the file the task was last opened from or saved to
         self.catalog = catalog
         self.cancel_run = threading.Event()
         self.skip_trial = threading.Event()
@@ -151,7 +161,7 @@ class SizerApp(App):
         except SizerError as exc:
             self.note_error(str(exc))
             return False
-        self.task_path = Path(path)
+        self.task_path = self.task_file = Path(path)
         self.state.task, self.state.form = task, form_from_task(task)
         for warning in task.warnings:
             self.notify(warning, severity="warning")
@@ -160,6 +170,7 @@ class SizerApp(App):
 
     def use_task(self, task: Task, path: Path | None) -> None:
         self.state.task, self.task_path = task, path
+        self.task_file = path or self.task_file
         self.changed()
 
     def use_profile(self, spec: str | None) -> None:
@@ -280,12 +291,17 @@ class SizerApp(App):
     @on(CoreEvent)
     def _core_event(self, message: CoreEvent) -> None:
         event, live = message.event, self.state.live
-        if isinstance(event, events.TrialStarted):
-            self.state.live = Live(event.model, event.strategy, event.settings.get("cached", 0), event.examples)
+        if isinstance(event, events.ModelLoading):
+            self.state.live = Live(event.model, phase="loading", load=event)
+        elif isinstance(event, events.TrialPreparing):
+            self.state.live = Live(event.model, event.strategy, phase="preparing")
+        elif isinstance(event, events.TrialStarted):
+            self.state.live = Live(event.model, event.strategy, event.settings.get("cached", 0), event.examples,
+                                   phase="scoring")
         elif isinstance(event, events.TrialProgress):
             live.model, live.strategy, live.done, live.total = event.model, event.strategy, event.done, event.total
             live.metric, live.low, live.high, live.examples_per_s = event.metric, event.low, event.high, event.examples_per_s
-        if not isinstance(event, (events.TrialProgress, events.Progress)):
+        if not isinstance(event, (events.TrialProgress, events.Progress)) and not _load_progress(event):
             self.state.log.append(events.describe(event))
         self.changed()
 

@@ -1,5 +1,5 @@
-"""Step 5: every trial in a sortable table, and the metric against model size per strategy with
-the target line. The recommended trial is marked ★ and gets the cursor."""
+"""Step 5: every trial in a sortable table, and each trial as a point (its metric) with its 95%
+interval against model size, coloured by strategy, with the target line. The recommended trial is marked ★ and gets the cursor."""
 
 from __future__ import annotations
 
@@ -30,6 +30,26 @@ def recommended(rec: object, trial: TrialRow) -> bool:
 def target_value(task: object) -> float | None:
     target = getattr(task, "target", None)
     return getattr(target, "absolute", None) if target is not None else None
+
+
+STRATEGY_COLORS = ("cyan", "green", "orange", "magenta", "red", "blue")
+JITTER = 0.03  # log10 units between strategies' points at one size, so their intervals stay apart
+
+
+def chart_points(trials: list[TrialRow]) -> list[tuple[str, str, list[tuple[float, float, float, float]]]]:
+    """Per strategy (in order of first appearance): its colour and one (x, metric, low, high) per
+    scored trial, x being log10 params nudged by strategy so points at one size do not overlap.
+    Each trial stands alone: nothing joins trials of different models."""
+    scored = [t for t in trials if t.metric is not None]
+    strategies = list(dict.fromkeys(t.strategy for t in scored))
+    middle = (len(strategies) - 1) / 2
+    out = []
+    for k, strategy in enumerate(strategies):
+        points = [(math.log10(max(t.params, 1)) + (k - middle) * JITTER, t.metric,
+                   t.metric if t.low is None else t.low, t.metric if t.high is None else t.high)
+                  for t in scored if t.strategy == strategy]
+        out.append((strategy, STRATEGY_COLORS[k % len(STRATEGY_COLORS)], sorted(points)))
+    return out
 
 
 class ResultsScreen(StepScreen):
@@ -83,13 +103,14 @@ class ResultsScreen(StepScreen):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("metric vs model size" + (f"; the line at {target:g} is the target" if target is not None else ""))
+        plt.title("each trial: metric and 95% interval vs model size"
+                  + (f"; the line at {target:g} is the target" if target is not None else ""))
         plt.xlabel("log10 params")
         plt.ylabel("metric")
-        ok = [t for t in trials if t.metric is not None]
-        for strategy in dict.fromkeys(t.strategy for t in ok):
-            points = sorted((math.log10(max(t.params, 1)), t.metric) for t in ok if t.strategy == strategy)
-            plt.plot([p[0] for p in points], [p[1] for p in points], label=strategy, marker="braille")
+        for strategy, color, points in chart_points(trials):
+            for i, (x, value, low, high) in enumerate(points):
+                plt.plot([x, x], [low, high], color=color, marker="braille")  # the 95% interval
+                plt.scatter([x], [value], color=color, marker="●", label=strategy if i == 0 else None)
         if target is not None:
             plt.hline(target)
         plt.ylim(0, 1)
