@@ -4,6 +4,7 @@ interval against model size, coloured by strategy, with the target line. The rec
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -32,24 +33,36 @@ def target_value(task: object) -> float | None:
     return getattr(target, "absolute", None) if target is not None else None
 
 
-STRATEGY_COLORS = ("cyan", "green", "orange", "magenta", "red", "blue")
-JITTER = 0.03  # log10 units between strategies' points at one size, so their intervals stay apart
+STRATEGY_STYLES = (("cyan", "●"), ("green", "■"), ("orange", "▲"), ("magenta", "◆"), ("red", "▼"), ("blue", "★"))
+NUDGE = 0.025  # of the x range, between strategies' points at one size, so their intervals stay apart
 
 
-def chart_points(trials: list[TrialRow]) -> list[tuple[str, str, list[tuple[float, float, float, float]]]]:
-    """Per strategy (in order of first appearance): its colour and one (x, metric, low, high) per
-    scored trial, x being log10 params nudged by strategy so points at one size do not overlap.
-    Each trial stands alone: nothing joins trials of different models."""
+@dataclass(frozen=True)
+class Series:
+    """One strategy's trials on the chart: (x, metric, low, high) each, x being log10 params."""
+
+    strategy: str
+    color: str
+    marker: str  # the point's shape: strategies stay apart without colour too
+    points: list[tuple[float, float, float, float]]
+
+
+def chart_series(trials: list[TrialRow]) -> list[Series]:
+    """One series per strategy, in order of first appearance. Points at one size are nudged apart
+    by strategy; each trial stands alone: nothing joins trials of different models."""
     scored = [t for t in trials if t.metric is not None]
     strategies = list(dict.fromkeys(t.strategy for t in scored))
+    xs = [math.log10(max(t.params, 1)) for t in scored]
+    step = NUDGE * ((max(xs) - min(xs)) or 1.0) if xs else 0.0
     middle = (len(strategies) - 1) / 2
-    out = []
+    series = []
     for k, strategy in enumerate(strategies):
-        points = [(math.log10(max(t.params, 1)) + (k - middle) * JITTER, t.metric,
+        points = [(math.log10(max(t.params, 1)) + (k - middle) * step, t.metric,
                    t.metric if t.low is None else t.low, t.metric if t.high is None else t.high)
                   for t in scored if t.strategy == strategy]
-        out.append((strategy, STRATEGY_COLORS[k % len(STRATEGY_COLORS)], sorted(points)))
-    return out
+        color, marker = STRATEGY_STYLES[k % len(STRATEGY_STYLES)]
+        series.append(Series(strategy, color, marker, sorted(points)))
+    return series
 
 
 class ResultsScreen(StepScreen):
@@ -105,13 +118,21 @@ class ResultsScreen(StepScreen):
         plt.clear_figure()
         plt.title("each trial: metric and 95% interval vs model size"
                   + (f"; the line at {target:g} is the target" if target is not None else ""))
-        plt.xlabel("log10 params")
+        plt.xlabel("parameters (log scale)")
         plt.ylabel("metric")
-        for strategy, color, points in chart_points(trials):
-            for i, (x, value, low, high) in enumerate(points):
-                plt.plot([x, x], [low, high], color=color, marker="braille")  # the 95% interval
-                plt.scatter([x], [value], color=color, marker="●", label=strategy if i == 0 else None)
+        series = chart_series(trials)
+        for one in series:
+            for i, (x, value, low, high) in enumerate(one.points):
+                plt.plot([x, x], [low, high], color=one.color, marker="│")  # the 95% interval
+                plt.scatter([x], [value], color=one.color, marker=one.marker, label=one.strategy if i == 0 else None)
         if target is not None:
             plt.hline(target)
-        plt.ylim(0, 1)
+        sizes = sorted({t.params for t in trials if t.metric is not None})
+        if sizes:
+            xs = [math.log10(max(p, 1)) for p in sizes]
+            pad = 0.1 * ((xs[-1] - xs[0]) or 1.0)
+            plt.xlim(xs[0] - pad, xs[-1] + pad)
+            plt.xticks(xs, [params(p) for p in sizes])
+        plt.ylim(0, 1.2)  # the band above 1 holds the legend
+        plt.yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
         plot.refresh()
