@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, RichLog, Static
 
 from sizer.tui.app import Live
-from sizer.tui.fmt import interval, rate, size
+from sizer.tui.fmt import interval, size, slow_rate
 from sizer.tui.screens import StepScreen
 
 MEMORY_POLL_S = 1.0
@@ -77,5 +77,5 @@ def _live_lines(live: Live) -> tuple[str, tuple[int, int | None], str]:
         doing = "training" if live.strategy == "fine-tune" else "building prompts and demonstrations"
         return f"{live.model} · {live.strategy}", (0, None), doing
     stats = (f"{live.done}/{live.total} examples   metric {interval(live.metric, live.low, live.high)}   "
-             f"{rate(live.examples_per_s)} examples/s")
+             f"{slow_rate(live.examples_per_s)} examples/s")
     return f"{live.model} · {live.strategy}" if live.model else "", (live.done, max(live.total, 1)), stats
