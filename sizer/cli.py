@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find the smallest language model that does your task well enough on your hardware.",
     )
     parser.add_argument("--version", action="version", version=f"sizer {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks for errors, and the libraries' own progress bars, logging and warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"sizer.commands.{info.name}")
