@@ -8,6 +8,7 @@ state, then the visible screen re-renders from it.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -47,6 +48,7 @@ class Live:
     examples_per_s: float | None = None
     phase: str = ""
     load: events.ModelLoading | None = None
+    since: float = 0.0  # time.monotonic() when the phase began
 
 
 @dataclass
@@ -291,13 +293,15 @@ class SizerApp(App):
     @on(CoreEvent)
     def _core_event(self, message: CoreEvent) -> None:
         event, live = message.event, self.state.live
+        now = time.monotonic()
         if isinstance(event, events.ModelLoading):
-            self.state.live = Live(event.model, phase="loading", load=event)
+            same = live.phase == "loading" and live.model == event.model
+            self.state.live = Live(event.model, phase="loading", load=event, since=live.since if same else now)
         elif isinstance(event, events.TrialPreparing):
-            self.state.live = Live(event.model, event.strategy, phase="preparing")
+            self.state.live = Live(event.model, event.strategy, phase="preparing", since=now)
         elif isinstance(event, events.TrialStarted):
             self.state.live = Live(event.model, event.strategy, event.settings.get("cached", 0), event.examples,
-                                   phase="scoring")
+                                   phase="scoring", since=now)
         elif isinstance(event, events.TrialProgress):
             live.model, live.strategy, live.done, live.total = event.model, event.strategy, event.done, event.total
             live.metric, live.low, live.high, live.examples_per_s = event.metric, event.low, event.high, event.examples_per_s

@@ -15,7 +15,7 @@ from sizer.core.strategies import demonstrations
 
 AUTO_SHOTS = 8
 BATCH = 64
-FIRST_BATCH = 4  # a small first batch: the running metric shows at once
+FIRST_BATCH = 1  # the first example scored alone: the running metric shows at once
 
 
 def batches(items: Sequence, size: int = BATCH, first: int = FIRST_BATCH) -> list[Sequence]:

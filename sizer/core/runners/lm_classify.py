@@ -83,11 +83,14 @@ class LMClassifyRunner:
 
     def predict(self, task: Any, examples: Sequence, on_batch: Callable[[list[dict]], None]) -> None:
         plan = self.plan
-        # Packs are bounded in tokens, so memory peaks with the longest example: it goes first so
-        # trouble shows at once; the rest keep the split's seeded order, so a running metric (and
+        # Packs are bounded in tokens, so memory peaks with the longest example: it goes into the
+        # first full pack so trouble shows at once, after the shortest, scored alone so the running
+        # metric shows at once; the rest keep the split's seeded order, so a running metric (and
         # stopping early on it) is judged on an unbiased sample rather than on the longest texts.
+        shortest = min(examples, key=lambda e: len(self._parts[e.id]))
         longest = max(examples, key=lambda e: len(self._parts[e.id]))
-        order = [longest] + [e for e in examples if e is not longest]
+        first = [shortest] + ([longest] if longest is not shortest else [])
+        order = first + [e for e in examples if all(e is not f for f in first)]
         requests = [Request(tuple(self._parts[e.id]), plan.continuations) for e in order]
         norms = [len((plan.delimiter + label).encode("utf-8")) for label in task.labels]
         started = [time.perf_counter()]

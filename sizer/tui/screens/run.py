@@ -4,6 +4,7 @@ memory), the trials done, and a log. x cancels the run (finished trials stay in 
 from __future__ import annotations
 
 import os
+import time
 
 import psutil
 from textual.app import ComposeResult
@@ -50,6 +51,8 @@ class RunScreen(StepScreen):
         state, live = self.sizer.state, self.sizer.state.live
         memory = f"   process memory {size(self._rss)}" if state.running and self._rss else ""
         title, (done, total), stats = _live_lines(live)
+        if state.running and live.since:
+            stats += f"   {time.monotonic() - live.since:.0f} s"
         if not live.model:
             title = "starting: weighing the candidates" if state.running else "no run yet: r starts one over the selected models"
         self.query_one("#run-trial", Label).update(title)
