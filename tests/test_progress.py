@@ -142,3 +142,26 @@ def test_json_stream_holds_events_only_and_debug_shows_the_libraries(trial_env):
     loud = run_sizer(trial_env, "--debug", *argv)
     assert loud.returncode == 0, loud.stderr
     assert "%|" in loud.stderr  # transformers' "Loading weights" bar: what the quiet run kept off
+
+
+@pytest.mark.slow
+def test_a_walk_announces_each_model_load_once_with_its_place(trial_env, tmp_path):
+    """MiniLM (22.7M) is the reference, then the tiny causal LM tops its own ladder: two loads, "1 of
+    2" and "2 of 2"; each model's second strategy reuses the held model and announces nothing."""
+    from conftest import TINY
+    from sizer.core.hardware import simulated
+    from sizer.core.search import RunSpec, walk
+    from sizer.core.store import TrialStore
+    from sizer.core.task import load_task
+
+    seen: list[events.Event] = []
+    spec = RunSpec(task=load_task(BANKING), models=(TINY, MINILM), strategies=("zero-shot", "few-shot"), limit=16)
+    model_cache.release()  # nothing held from an earlier test
+    with TrialStore.open(tmp_path / "t.sqlite") as store:
+        run = walk(spec, store=store, here=simulated("8 vCPU 32GB"), sink=seen.append)
+    announced = [(e.model, e.index, e.count) for e in seen if isinstance(e, events.ModelLoading) and not e.total]
+    assert announced == [(MINILM, 1, 2), (TINY, 2, 2)]
+    started = [(e.model, e.strategy) for e in seen if isinstance(e, events.TrialStarted)]
+    assert len(started) == len([t for t in run.trials if t.result is not None]) >= 3
+    preparing = [(e.model, e.strategy) for e in seen if isinstance(e, events.TrialPreparing)]
+    assert preparing == started  # every trial says it prepares before scoring starts
