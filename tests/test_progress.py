@@ -32,6 +32,15 @@ SIZER_LINE = re.compile(
 )
 
 
+@pytest.fixture(autouse=True)
+def quiet_bars(monkeypatch):
+    """As after `silence_libraries()` without --debug (an in-process `main(["--debug", ...])` of an
+    earlier test may have left it showing)."""
+    from sizer.core import library_output
+
+    monkeypatch.setattr(library_output, "_show_bars", False)
+
+
 def test_first_pack_is_small_the_rest_full():
     requests = [Request((1,) * 30, ((2,), (3,))) for _ in range(10)]  # 32 tokens each
     assert make_packs(requests, 128) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # 4 x 32 = 128 per pack
@@ -111,6 +120,10 @@ def test_loading_lines():
     assert SIZER_LINE.fullmatch(line)
 
 
+QUIET_SWITCHES = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY",
+                  "TRANSFORMERS_NO_ADVISORY_WARNINGS")
+
+
 def run_sizer(env: dict, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sizer", *argv], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=900)
@@ -139,7 +152,10 @@ def test_json_stream_holds_events_only_and_debug_shows_the_libraries(trial_env):
     kinds = [json.loads(line)["event"] for line in quiet.stderr.splitlines()]  # each line is one JSON event
     assert kinds[0] == "ModelLoading" and "TrialStarted" in kinds and kinds[-1] == "TrialFinished"
     assert json.loads(quiet.stdout)["model"] == MINILM
-    loud = run_sizer(trial_env, "--debug", *argv)
+    # As a user's shell would have it: without the switches an in-process `main()` of an earlier
+    # test may have left in this process's environment.
+    shell = {k: v for k, v in trial_env.items() if k not in QUIET_SWITCHES}
+    loud = run_sizer(shell, "--debug", *argv)
     assert loud.returncode == 0, loud.stderr
     assert "%|" in loud.stderr  # transformers' "Loading weights" bar: what the quiet run kept off
 
