@@ -310,3 +310,16 @@ def test_run_screen_shows_loading_then_a_live_metric_within_a_second_of_each_tri
     delays = {f"{m.split('/')[-1]} {s}": round(shown[(m, s)] - started[(m, s)], 2) for m, s in started}
     print("seconds from a trial's scoring start to its metric on screen:", delays)
     assert max(delays.values()) < 1.0, delays
+
+
+def test_headless_command_names_the_task_file_after_the_task_screen_was_visited():
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(120, 36)) as pilot:
+            await ready(app, pilot)
+            await pilot.press("2", "6")
+            await pilot.pause()
+            return str(app.screen.query_one("#command").render())
+
+    command = asyncio.run(go())
+    assert f"sizer run {demo_task()} " in command.replace("\n", " ") and "TASK.toml" not in command
