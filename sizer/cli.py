@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 import sys
 import traceback
@@ -18,6 +17,7 @@ from typing import Sequence
 from sizer import __version__, commands
 from sizer.core.environment import check_numeric_settings
 from sizer.core.errors import SizerError
+from sizer.core.library_output import silence_libraries
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find the smallest language model that does your task well enough on your hardware.",
     )
     parser.add_argument("--version", action="version", version=f"sizer {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks for errors, and the libraries' own progress bars, logging and warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"sizer.commands.{info.name}")
@@ -39,17 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def quiet_libraries() -> None:
-    """sizer reports progress through its own events; the libraries' progress bars and advice
-    would only interleave with them (set the variables yourself to see them)."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Before any library is imported: sizer reports its own progress; `--debug` shows theirs.
+    silence_libraries(debug="--debug" in argv)
     if not argv or (len(argv) == 1 and argv[0].endswith(".toml")):
         from sizer.tui.entry import launch  # `sizer [TASK.toml]`: the app
 

@@ -95,3 +95,19 @@ def test_generation_from_a_shared_prefix_cache_matches_plain_generation(lm):
         prompt = prefix + [rng.randrange(211) for _ in range(n)]
         assert lm.generate_ids(prompt, 12, shared) == lm.generate_ids(prompt, 12)
     assert shared.get_seq_length() == len(prefix)  # each generation works on a copy
+
+
+def test_a_prefix_cache_computed_beforehand_and_a_small_first_pack_change_no_score(lm):
+    """lm_classify computes the prefix before scoring starts and scores one example first."""
+    rng = random.Random(5)
+    prefix = [rng.randrange(211) for _ in range(13)]
+    requests = _requests(rng, 6, labels=[1, 3])
+    plain = lm.score(prefix, requests, max_pack_tokens=10_000)
+    cache = lm.prefix_cache(prefix)
+    packs = []
+    early = lm.score(prefix, requests, max_pack_tokens=10_000, cache=cache, first_pack_tokens=1,
+                     on_pack=lambda indices, scores: packs.append(indices))
+    assert packs == [[0], [1, 2, 3, 4, 5]]
+    assert cache.get_seq_length() == len(prefix)  # handed back holding the prefix only
+    for a, b in zip(plain, early):
+        assert [s.logprob for s in a] == pytest.approx([s.logprob for s in b], abs=1e-4)

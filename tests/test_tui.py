@@ -264,3 +264,63 @@ def test_key_presses_are_handled_within_100ms_while_a_trial_runs():
     print(f"key latency during a trial: median {statistics.median(latencies) * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} presses")
     assert statistics.median(latencies) < 0.1
+
+
+@pytest.mark.slow
+def test_run_screen_shows_loading_then_a_live_metric_within_a_second_of_each_trial_starting():
+    """`r` on the demo (both offline models, zero-shot and few-shot, 24 test examples): the Run
+    screen says which model loads, and within a second of each trial's scoring starting it shows a
+    running metric and examples/s. The screen's text is read after every state change."""
+
+    async def go():
+        app = make_app(limit=24)
+        seen: list[tuple[float, str, tuple[str, str], str, str]] = []
+        async with app.run_test(size=(120, 36)) as pilot:
+            await ready(app, pilot)
+            app.state.strategies = ["zero-shot", "few-shot"]
+            await pilot.press("4")
+            render = app.changed
+
+            def changed() -> None:
+                render()
+                live, screen = app.state.live, app.screen
+                seen.append((time.perf_counter(), live.phase, (live.model, live.strategy),
+                             str(screen.query_one("#run-trial").render()), str(screen.query_one("#run-stats").render())))
+
+            app.changed = changed
+            await pilot.press("r")
+            while app.state.running:
+                await asyncio.sleep(0.1)
+            await app.workers.wait_for_complete()
+            return seen, [(t.model, t.strategy, t.status) for t in app.state.trials]
+
+    seen, trials = asyncio.run(go())
+    titles = {title for _, _, _, title, _ in seen}
+    assert f"loading {SMOLLM} (1 of 2)" in titles and f"loading {MINILM} (2 of 2)" in titles, titles
+    started: dict[tuple[str, str], float] = {}
+    shown: dict[tuple[str, str], float] = {}
+    for when, phase, trial, title, stats in seen:
+        if phase != "scoring" or title != f"{trial[0]} · {trial[1]}":
+            continue
+        started.setdefault(trial, when)
+        figures = re.search(r"metric (\S+) .*?(\S+) examples/s", stats)
+        if figures and "-" not in (figures.group(1), figures.group(2)):
+            shown.setdefault(trial, when)
+    scored = {(m, s) for m, s, status in trials if status in ("ok", "stopped-early")}
+    assert len(scored) >= 3 and scored <= set(started) == set(shown), (trials, started, shown)
+    delays = {f"{m.split('/')[-1]} {s}": round(shown[(m, s)] - started[(m, s)], 2) for m, s in started}
+    print("seconds from a trial's scoring start to its metric on screen:", delays)
+    assert max(delays.values()) < 1.0, delays
+
+
+def test_headless_command_names_the_task_file_after_the_task_screen_was_visited():
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(120, 36)) as pilot:
+            await ready(app, pilot)
+            await pilot.press("2", "6")
+            await pilot.pause()
+            return str(app.screen.query_one("#command").render())
+
+    command = asyncio.run(go())
+    assert f"sizer run {demo_task()} " in command.replace("\n", " ") and "TASK.toml" not in command

@@ -4,6 +4,7 @@ and results instead of a live run. Update with `pytest --snapshot-update` after 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,18 @@ def test_run(snap_compare):
     assert snap_compare(app(), terminal_size=SIZE, press=["4"], run_before=before)
 
 
+def test_run_while_a_model_loads(snap_compare):
+    """The Run screen names the model loading, its place in the run and the loader's own count."""
+
+    async def before(pilot):
+        await settle(pilot)
+        pilot.app.post_message(CoreEvent(events.ModelLoading(SMOLLM, 1, 2)))
+        pilot.app.post_message(CoreEvent(events.ModelLoading(SMOLLM, 1, 2, 136, 272, "converting and de-quantizing GGUF tensors")))
+        await pilot.pause()
+
+    assert snap_compare(app(), terminal_size=SIZE, press=["4"], run_before=before)
+
+
 def test_results(snap_compare):
     async def before(pilot):
         await settle(pilot)
@@ -103,3 +116,17 @@ def test_recommendation(snap_compare):
 
 def test_hardware_at_80x24(snap_compare):
     assert snap_compare(app(), terminal_size=(80, 24), run_before=settle)
+
+
+def test_recommendation_with_estimated_memory(snap_compare):
+    """An encoder whose memory the run could not measure: the estimate stands in, labelled."""
+    memory = {"peak_bytes": None, "device": "cpu", "predicted_bytes": 97 * 2**20,
+              "measured_by": "not measurable here: the process reused memory freed by an earlier model "
+                             "(run `sizer trial` for this model alone to measure it)"}
+
+    async def before(pilot):
+        await settle(pilot)
+        with_results(pilot)
+        pilot.app.state.outcome = RunOutcome(list(TRIALS), dataclasses.replace(REC, memory=memory))
+
+    assert snap_compare(app(), terminal_size=SIZE, press=["6"], run_before=before)

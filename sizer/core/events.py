@@ -41,6 +41,29 @@ class Progress(Event):
 
 
 @dataclass(frozen=True)
+class ModelLoading(Event):
+    """A model's weights are being loaded: the `index`-th model of the `count` a run may try (1 of 1
+    for a single trial). `done`/`total` count the loader's own steps (e.g. GGUF tensors
+    de-quantized) when the library reports them; 0/0 when it does not. `step` names them."""
+
+    model: str
+    index: int = 1
+    count: int = 1
+    done: int = 0
+    total: int = 0
+    step: str = ""
+
+
+@dataclass(frozen=True)
+class TrialPreparing(Event):
+    """The model is loaded; the trial builds its prompts, demonstrations or retrieval index, or
+    trains (fine-tune), before scoring starts."""
+
+    model: str
+    strategy: str
+
+
+@dataclass(frozen=True)
 class TrialStarted(Event):
     model: str
     strategy: str
@@ -104,6 +127,13 @@ def describe(event: Event) -> str:
     if isinstance(event, Progress):
         tail = f" {event.detail}" if event.detail else ""
         return f"{event.stage}: {event.done}/{event.total}{tail}"
+    if isinstance(event, ModelLoading):
+        line = f"loading {event.model} ({event.index} of {event.count})"
+        if event.total:
+            line += f": {event.step or 'step'} {event.done}/{event.total}"
+        return line
+    if isinstance(event, TrialPreparing):
+        return f"trial {event.model} {event.strategy}: preparing"
     if isinstance(event, TrialStarted):
         return f"trial {event.model} {event.strategy}: started on {event.examples} examples"
     if isinstance(event, TrialProgress):
@@ -111,7 +141,8 @@ def describe(event: Event) -> str:
         if event.metric is not None:
             line += f" metric {event.metric:.3f} ({event.low:.3f}-{event.high:.3f})"
         if event.examples_per_s:
-            line += f" {event.examples_per_s:.1f} ex/s"
+            rate = event.examples_per_s
+            line += f" {rate:.1f} ex/s" if rate >= 1 else f" {rate:.2g} ex/s"
         return line
     if isinstance(event, TrialFinished):
         line = f"trial {event.model} {event.strategy}: {event.status}"

@@ -6,12 +6,27 @@ memory its load took (measured then) is reported, so a trial's peak still counts
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from typing import Any, Callable, Hashable
+import threading
+from typing import Any, Callable, Hashable, Iterator
 
 from sizer.core.measure import PeakMemory
 
 _held: dict[str, Any] = {}
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def announcing(before_load: Callable[[], None]) -> Iterator[None]:
+    """Call `before_load()` when a `get_or_load` on this thread, inside, really loads (not when it
+    reuses the held model): a trial says "loading MODEL" only when it does."""
+    previous = getattr(_local, "before_load", None)
+    _local.before_load = before_load
+    try:
+        yield
+    finally:
+        _local.before_load = previous
 
 
 def get_or_load(key: Hashable, device: str, load: Callable[[], Any]) -> Any:
@@ -20,10 +35,23 @@ def get_or_load(key: Hashable, device: str, load: Callable[[], Any]) -> Any:
         _held["reused"] = True
         return _held["value"]
     release()
+    _announce()
     with PeakMemory(device) as memory:
         value = load()
     _held.update(key=key, value=value, bytes=memory.peak_bytes, reused=False)
     return value
+
+
+def fresh(load: Callable[[], Any]) -> Any:
+    """`load()` a model that is not to be shared (it will be trained), announced like any load."""
+    _announce()
+    return load()
+
+
+def _announce() -> None:
+    announce = getattr(_local, "before_load", None)
+    if announce is not None:
+        announce()
 
 
 def reused_bytes() -> int:

@@ -197,7 +197,7 @@ class _Walker:
                        served_model=cand.served_model)
         try:
             result = run_trial(self.spec.task, ts, self.store, self.sink, _AnySet(self.cancel, self.skip),
-                               catalog=self.catalog)
+                               catalog=self.catalog, position=self._position(cand))
         except TrialCancelled:
             if self.cancel is not None and self.cancel.is_set():
                 raise
@@ -219,6 +219,13 @@ class _Walker:
         base.status, base.result = result.status, result
         base.correct = verdict.per_example(self.spec.task, self.store.done_examples(result.key))
         return base
+
+    def _position(self, cand: Candidate) -> tuple[int, int]:
+        """(n, m): `cand` is the n-th distinct model this run tries, of the m it may try."""
+        tried = list(dict.fromkeys((t.model, t.where) for t in self.run.trials))
+        here = (cand.entry.id, cand.where)
+        n = tried.index(here) + 1 if here in tried else len(tried) + 1
+        return n, max(n, sum(1 for c in self.run.candidates if c.usable))
 
     def _training_budget(self, strategy: str) -> float | None:
         """Fine-tuning gets its default budget, but never more than half the run's time left."""

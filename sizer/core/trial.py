@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from sizer.core import events, model_cache
+from sizer.core import events, library_output, model_cache
 from sizer.core.catalog import ModelEntry, load_catalog
 from sizer.core.model_lookup import resolve_model
 from sizer.core.endpoints import remote_candidate
@@ -120,8 +120,9 @@ def score_records(task: Any, records: Sequence[dict]) -> tuple[Metric, dict[str,
 
 def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
               sink: events.Sink = events.null_sink, cancel: threading.Event | None = None,
-              catalog=None) -> TrialResult:
-    """Run (or resume) one trial and return its result; progress goes to `sink`."""
+              catalog=None, position: tuple[int, int] = (1, 1)) -> TrialResult:
+    """Run (or resume) one trial and return its result; progress goes to `sink`. `position`: this
+    model's place among the models a run may load (n of m), for the "loading MODEL" event."""
     check_strategy(spec.strategy)
     catalog = catalog or load_catalog()
     remote = remote_candidate(spec, catalog) if spec.endpoint else None
@@ -139,9 +140,10 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     try:
         with PeakMemory(device) as memory:
             began = time.perf_counter()
-            _load(runner, entry, local)
+            _load(runner, entry, local, _LoadReporter(sink, entry.id, *position))
             load_s = time.perf_counter() - began
             reused = model_cache.reused_bytes()
+            sink(events.TrialPreparing(entry.id, spec.strategy))
             settings, digest, test = runner.prepare(task, train, test)
             settings = {**settings, "device": device, "dtype": dtype, "seed": seed}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
@@ -207,10 +209,34 @@ def _measured_before(store: TrialStore, key: str, speed: dict, mem: dict) -> tup
     return old_speed, {**previous.get("memory", mem), "measured_earlier": True}
 
 
-def _load(runner: Any, entry: ModelEntry, local: Any) -> None:
+LOAD_REPORT_S = 1.0  # at most one loading-progress event a second, besides the first and the last
+
+
+class _LoadReporter:
+    """Says "loading MODEL (n of m)" when the model really loads (not when the held one is reused),
+    then the loader's own progress bars, at most once a second."""
+
+    def __init__(self, sink: events.Sink, model: str, index: int, count: int) -> None:
+        self.sink, self.model, self.index, self.count = sink, model, index, count
+        self.last = 0.0
+
+    def started(self) -> None:
+        self.sink(events.ModelLoading(self.model, self.index, self.count))
+
+    def bar(self, done: int, total: int, what: str) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < LOAD_REPORT_S:
+            return
+        self.last = now
+        step = what[:1].lower() + what[1:]
+        self.sink(events.ModelLoading(self.model, self.index, self.count, done, total, step))
+
+
+def _load(runner: Any, entry: ModelEntry, local: Any, reporter: _LoadReporter) -> None:
     """Load the model, turning the loaders' errors into one line naming the model and folder."""
     try:
-        runner.load()
+        with model_cache.announcing(reporter.started), library_output.report_bars(reporter.bar):
+            runner.load()
     except (OSError, ValueError) as exc:
         if "trust_remote_code" in str(exc):
             raise SizerError(f"{entry.id}: the model needs its own code to load; pass --trust-remote-code if you trust it") from exc

@@ -8,6 +8,7 @@ state, then the visible screen re-renders from it.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,7 +34,9 @@ STEPS = ("hardware", "task", "candidates", "run", "results", "recommendation")
 
 @dataclass
 class Live:
-    """The trial now running, as the last events described it."""
+    """The trial now running, as the last events described it. `phase`: "loading" (the model's
+    weights; `load` is the last loading event), "preparing" (prompts, demonstrations, training)
+    or "scoring" (the test examples); "" before any trial."""
 
     model: str = ""
     strategy: str = ""
@@ -43,6 +46,9 @@ class Live:
     low: float | None = None
     high: float | None = None
     examples_per_s: float | None = None
+    phase: str = ""
+    load: events.ModelLoading | None = None
+    since: float = 0.0  # time.monotonic() when the phase began
 
 
 @dataclass
@@ -106,6 +112,11 @@ class DownloadsDone(Message):
         self.left_out, self.cancelled, self.error = left_out, cancelled, error
 
 
+def _load_progress(event: events.Event) -> bool:
+    """A loading event that only advances the loader's counts (the log keeps the first one)."""
+    return isinstance(event, events.ModelLoading) and event.total > 0
+
+
 def _modes() -> dict[str, Any]:
     from sizer.tui.screens import candidates, hardware, recommendation, results, run, task
 
@@ -133,7 +144,8 @@ class SizerApp(App):
         """`here`: use this profile instead of detecting this machine (tests, demos)."""
         super().__init__()
         self.state = State(here=here, profile=here, limit=limit)
-        self.task_path = Path(task_path) if task_path else None
+        self.task_path = Path(task_path) if task_path else None  # None while the task has unsaved edits
+        self.task_file: Path | None = None  # the file the task was last opened from or saved to
         self.catalog = catalog
         self.cancel_run = threading.Event()
         self.skip_trial = threading.Event()
@@ -172,7 +184,7 @@ class SizerApp(App):
         except SizerError as exc:
             self.note_error(str(exc))
             return False
-        self.task_path = Path(path)
+        self.task_path = self.task_file = Path(path)
         self.state.task, self.state.form = task, form_from_task(task)
         for warning in task.warnings:
             self.notify(warning, severity="warning")
@@ -181,6 +193,7 @@ class SizerApp(App):
 
     def use_task(self, task: Task, path: Path | None) -> None:
         self.state.task, self.task_path = task, path
+        self.task_file = path or self.task_file
         self.changed()
 
     def use_profile(self, spec: str | None) -> None:
@@ -374,12 +387,19 @@ class SizerApp(App):
     def _core_event(self, message: CoreEvent) -> None:
         event, live = message.event, self.state.live
         self._download_event(event)
-        if isinstance(event, events.TrialStarted):
-            self.state.live = Live(event.model, event.strategy, event.settings.get("cached", 0), event.examples)
+        now = time.monotonic()
+        if isinstance(event, events.ModelLoading):
+            same = live.phase == "loading" and live.model == event.model
+            self.state.live = Live(event.model, phase="loading", load=event, since=live.since if same else now)
+        elif isinstance(event, events.TrialPreparing):
+            self.state.live = Live(event.model, event.strategy, phase="preparing", since=now)
+        elif isinstance(event, events.TrialStarted):
+            self.state.live = Live(event.model, event.strategy, event.settings.get("cached", 0), event.examples,
+                                   phase="scoring", since=now)
         elif isinstance(event, events.TrialProgress):
             live.model, live.strategy, live.done, live.total = event.model, event.strategy, event.done, event.total
             live.metric, live.low, live.high, live.examples_per_s = event.metric, event.low, event.high, event.examples_per_s
-        if not isinstance(event, (events.TrialProgress, events.Progress)):
+        if not isinstance(event, (events.TrialProgress, events.Progress)) and not _load_progress(event):
             self.state.log.append(events.describe(event))
         self.changed()
 

@@ -33,6 +33,8 @@ def _progress_key(event: events.Event) -> tuple | None:
         return ("trial", event.model, event.strategy)
     if isinstance(event, events.Progress):
         return ("progress", event.stage)
+    if isinstance(event, events.ModelLoading) and event.total:
+        return ("loading", event.model)
     return None
 
 

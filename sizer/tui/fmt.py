@@ -36,3 +36,10 @@ def interval(value: float | None, low: float | None, high: float | None) -> str:
 
 def rate(value: float | None) -> str:
     return "-" if not value else f"{value:,.1f}"
+
+
+def slow_rate(value: float | None) -> str:
+    """Like `rate`, with two significant digits below 1 (a slow model's 0.25/s is not 0.2)."""
+    if not value:
+        return "-"
+    return f"{value:,.1f}" if value >= 1 else f"{value:.2g}"

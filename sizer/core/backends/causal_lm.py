@@ -80,16 +80,19 @@ class CausalLM:
         requests: list[Request],
         max_pack_tokens: int = 2048,
         on_pack: Callable[[list[int], list[list[Score]]], None] | None = None,
+        cache: Any = None,
+        first_pack_tokens: int | None = None,
     ) -> list[list[Score]]:
         """Score every continuation of every request after `prefix` (one list per request).
 
         Requests are grouped into packs of at most `max_pack_tokens` tokens in the order given
-        (callers sort longest first); `on_pack(indices, scores)` is called after each pack so the
-        caller can store results as they come.
+        (callers sort longest first), the first of at most `first_pack_tokens`; `on_pack(indices,
+        scores)` is called after each pack so the caller can store results as they come. `cache`:
+        `prefix_cache(prefix)` computed beforehand (it comes back holding the prefix only).
         """
-        cache = self.prefix_cache(prefix)
+        cache = cache if cache is not None else self.prefix_cache(prefix)
         results: list[list[Score]] = [[] for _ in requests]
-        for indices in make_packs(requests, max_pack_tokens):
+        for indices in make_packs(requests, max_pack_tokens, first_pack_tokens):
             pack_scores = self._score_pack(cache, len(prefix), [requests[i] for i in indices])
             for index, scores in zip(indices, pack_scores):
                 results[index] = scores

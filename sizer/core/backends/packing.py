@@ -41,13 +41,15 @@ class Pack:
     owners: list[tuple[int, int, int]]  # per continuation: (request index, start, end) into targets
 
 
-def make_packs(requests: list[Request], max_tokens: int) -> list[list[int]]:
-    """Group request indices into packs of at most `max_tokens` tokens, in the given order."""
+def make_packs(requests: list[Request], max_tokens: int, first_tokens: int | None = None) -> list[list[int]]:
+    """Group request indices into packs of at most `max_tokens` tokens, in the given order; the
+    first pack holds at most `first_tokens` (at least one request), so its scores come back soon."""
     packs: list[list[int]] = []
     current: list[int] = []
     used = 0
     for index, request in enumerate(requests):
-        if current and used + request.size > max_tokens:
+        limit = first_tokens if first_tokens is not None and not packs else max_tokens
+        if current and used + request.size > limit:
             packs.append(current)
             current, used = [], 0
         current.append(index)

@@ -15,6 +15,13 @@ from sizer.core.strategies import demonstrations
 
 AUTO_SHOTS = 8
 BATCH = 64
+FIRST_BATCH = 1  # the first example scored alone: the running metric shows at once
+
+
+def batches(items: Sequence, size: int = BATCH, first: int = FIRST_BATCH) -> list[Sequence]:
+    """`items` in batches of `size`, the first of `first`."""
+    head = [items[:first]] if items[:first] else []
+    return head + [items[i:i + size] for i in range(first, len(items), size)]
 
 
 class EncoderClassifyRunner:
@@ -64,8 +71,7 @@ class EncoderClassifyRunner:
         return list(test)
 
     def predict(self, task: Any, examples: Sequence, on_batch: Callable[[list[dict]], None]) -> None:
-        for start in range(0, len(examples), BATCH):
-            batch = examples[start:start + BATCH]
+        for batch in batches(examples):
             began = time.perf_counter()
             scores = self._scorer(self.encoder.embed([e.text for e in batch]))
             each = (time.perf_counter() - began) / len(batch)

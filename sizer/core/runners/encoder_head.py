@@ -17,8 +17,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from sizer.core import finetune
+from sizer.core import finetune, model_cache
 from sizer.core.backends.encoder import Encoder
+from sizer.core.runners.encoder_classify import batches
 from sizer.core.fileio import atomic_write_text
 from sizer.core.learning_curve import learning_curve
 from sizer.core.scoring import Metric, metric_for
@@ -169,8 +170,7 @@ class EncoderHeadRunner:
         return folder
 
     def predict(self, task: Any, examples: Sequence, on_batch: Callable[[list[dict]], None]) -> None:
-        for start in range(0, len(examples), BATCH):
-            batch = examples[start : start + BATCH]
+        for batch in batches(examples, BATCH):
             began = time.perf_counter()
             scores = head_scores(self._head, self.encoder.embed([e.text for e in batch], BATCH), self._labels)
             each = (time.perf_counter() - began) / len(batch)
@@ -184,5 +184,5 @@ class EncoderHeadRunner:
 def make(entry, task, spec, local, device, dtype, seed) -> EncoderHeadRunner:
     budget = getattr(spec, "budget_s", None) or finetune.default_budget_s(device)
     curve = getattr(spec, "learning_curve", None)
-    return EncoderHeadRunner(lambda: Encoder.load(local, device, spec.trust_remote_code), entry.id, local.revision,
+    return EncoderHeadRunner(lambda: model_cache.fresh(lambda: Encoder.load(local, device, spec.trust_remote_code)), entry.id, local.revision,
                              seed, budget, getattr(spec, "contrastive", None), True if curve is None else curve)

@@ -12,6 +12,7 @@ from sizer.core.strategies import demonstrations
 
 AUTO_SHOTS = 4           # demonstrations per label when the user does not say
 PREFIX_BUDGET = 2048     # tokens the shared prefix may take, at most
+FIRST_PACK_TOKENS = 1    # the first pack holds one example: the running metric shows at once
 
 
 class LMClassifyRunner:
@@ -26,6 +27,10 @@ class LMClassifyRunner:
         self.lm: CausalLM | None = None
         self.plan: prompts.PromptPlan | None = None
         self.warnings: list[str] = []
+        # The shared prefix's KV cache is computed in prepare(), before scoring starts, unless the
+        # weights change between the two (fine-tuning turns this off).
+        self.prefix_in_prepare = True
+        self._prefix_cache = None
 
     def load(self) -> None:
         self.lm = self._loader()
@@ -57,6 +62,8 @@ class LMClassifyRunner:
         if self.strategy == "few-shot" and per_label == 0:
             self.warnings.append("no demonstration fits the model's context: few-shot ran as zero-shot")
         self.plan = plan
+        if self.prefix_in_prepare:
+            self._prefix_cache = self.lm.prefix_cache(list(plan.prefix))
         kept = self._drop_too_long(kept, plan)  # only when --shots forced a prefix over the budget
         settings = {"shots_per_label": per_label, "demonstrations": len(demos),
                     "prefix_tokens": len(plan.prefix), "scoring": "loglik", "chat_template": self._apply_chat() is not None}
@@ -76,11 +83,14 @@ class LMClassifyRunner:
 
     def predict(self, task: Any, examples: Sequence, on_batch: Callable[[list[dict]], None]) -> None:
         plan = self.plan
-        # Packs are bounded in tokens, so memory peaks with the longest example: it goes first so
-        # trouble shows at once; the rest keep the split's seeded order, so a running metric (and
+        # Packs are bounded in tokens, so memory peaks with the longest example: it goes into the
+        # first full pack so trouble shows at once, after the shortest, scored alone so the running
+        # metric shows at once; the rest keep the split's seeded order, so a running metric (and
         # stopping early on it) is judged on an unbiased sample rather than on the longest texts.
+        shortest = min(examples, key=lambda e: len(self._parts[e.id]))
         longest = max(examples, key=lambda e: len(self._parts[e.id]))
-        order = [longest] + [e for e in examples if e is not longest]
+        first = [shortest] + ([longest] if longest is not shortest else [])
+        order = first + [e for e in examples if all(e is not f for f in first)]
         requests = [Request(tuple(self._parts[e.id]), plan.continuations) for e in order]
         norms = [len((plan.delimiter + label).encode("utf-8")) for label in task.labels]
         started = [time.perf_counter()]
@@ -102,7 +112,8 @@ class LMClassifyRunner:
                 })
             on_batch(rows)
 
-        self.lm.score(list(plan.prefix), requests, self.pack_tokens, on_pack)
+        self.lm.score(list(plan.prefix), requests, self.pack_tokens, on_pack, cache=self._prefix_cache,
+                      first_pack_tokens=FIRST_PACK_TOKENS)
 
 
 def make(entry, task, spec, local, device, dtype, seed) -> LMClassifyRunner:

@@ -165,6 +165,7 @@ def make(entry, task, spec, local, device, dtype, seed) -> LMFinetuneRunner:
 
     scoring = dataclasses.replace(spec, strategy="zero-shot")
     inner = (lm_classify if task.kind == "classify" else lm_generate).make(entry, task, scoring, local, device, dtype, seed)
+    inner.prefix_in_prepare = False  # training changes the weights the prefix would be computed with
     budget = getattr(spec, "budget_s", None) or finetune.default_budget_s(device)
     curve = bool(getattr(spec, "learning_curve", None))
     return LMFinetuneRunner(inner, entry.id, local.revision, finetune.LoraSettings(budget_s=budget), seed, curve)

@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from sizer.core.errors import SizerError
-from sizer.tui.fmt import gib
+from sizer.tui.fmt import gib, size
 from sizer.tui.screens import StepScreen
 from sizer.tui.screens.dialogs import save_as
 
@@ -43,9 +43,9 @@ def _metric(m: dict[str, Any]) -> str:
 def _figures(rec: Any) -> list[str]:
     """Memory and speed measured here, and the estimate on the planned-for machine."""
     lines = []
-    if rec.memory.get("peak_bytes"):
-        lines.append(f"memory    peak {gib(rec.memory['peak_bytes'])} on {rec.memory.get('device', '?')} "
-                     f"({rec.memory.get('measured_by', 'measured')})")
+    memory = memory_line(rec.memory)
+    if memory:
+        lines.append(memory)
     if rec.speed.get("examples_per_s"):
         lines.append(f"speed     {rec.speed['examples_per_s']:,.1f} examples/s here")
     p = rec.on_profile
@@ -54,6 +54,19 @@ def _figures(rec: Any) -> list[str]:
         lines.append(f"on {p['profile']}: {p['fit']}" + (f" ({p['where']})" if p.get("where") else "")
                      + f", needs {gib(p['predicted_bytes'])}" + (f", ~{decode:,.0f} tokens/s decode" if decode else ""))
     return lines
+
+
+def memory_line(memory: dict[str, Any]) -> str:
+    """Measured peak memory, or the estimator's figure labelled as such when the trial could not
+    measure it (e.g. a small model in a process that had freed a larger one)."""
+    where = memory.get("device", "?")
+    if memory.get("peak_bytes"):
+        return f"memory    peak {size(memory['peak_bytes'])} on {where} ({memory.get('measured_by', 'measured')})"
+    if memory.get("predicted_bytes"):
+        why = memory.get("measured_by", "")
+        return (f"memory    {size(memory['predicted_bytes'])} on {where}, estimated"
+                + (f" ({why})" if why else " (not measured)"))
+    return ""
 
 
 def decision_lines(rec: Any) -> list[str]:
@@ -68,6 +81,14 @@ def decision_lines(rec: Any) -> list[str]:
     if rec.next_steps:
         lines += ["", "[b]Next steps[/b]"] + [f"  • {escape(s)}" for s in rec.next_steps]
     return lines
+
+
+def _unsaved_note(app: Any) -> str:
+    if app.task_path is not None:
+        return ""
+    if app.task_file is not None:
+        return "\n(if you edited the task on 2, save it there first: ctrl+s)"
+    return "\n(save the task on 2 with ctrl+s and give its path for TASK.toml)"
 
 
 class RecommendationScreen(StepScreen):
@@ -93,9 +114,10 @@ class RecommendationScreen(StepScreen):
         self.query_one("#decision", Static).update(text)
         profile = state.profile if state.profile is not state.here and state.profile else None
         models = [r.entry.id for r in state.candidates if r.entry.id in state.selected]
-        command = headless_command(self.sizer.task_path, models, state.strategies, state.limit,
+        task_file = self.sizer.task_path or self.sizer.task_file
+        command = headless_command(task_file, models, state.strategies, state.limit,
                                    profile.name if profile else None)
-        self.query_one("#command", Static).update(f"Headless: {escape(command)}")
+        self.query_one("#command", Static).update(f"Headless: {escape(command)}" + _unsaved_note(self.sizer))
 
     def action_save(self) -> None:
         outcome = self.sizer.state.outcome

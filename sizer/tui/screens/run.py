@@ -4,6 +4,7 @@ memory), the trials done, and a log. x cancels the run (finished trials stay in 
 from __future__ import annotations
 
 import os
+import time
 
 import psutil
 from textual.app import ComposeResult
@@ -11,7 +12,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, RichLog, Static
 
-from sizer.tui.fmt import interval, rate, size
+from sizer.tui.app import Live
+from sizer.tui.fmt import interval, size, slow_rate
 from sizer.tui.screens import StepScreen
 
 MEMORY_POLL_S = 1.0
@@ -47,16 +49,15 @@ class RunScreen(StepScreen):
 
     def show_state(self) -> None:
         state, live = self.sizer.state, self.sizer.state.live
-        if live.model:
-            self.query_one("#run-trial", Label).update(f"{live.model} · {live.strategy}")
-        elif not state.running:
-            self.query_one("#run-trial", Label).update("no run yet: r starts one over the selected models")
-        bar = self.query_one("#run-bar", ProgressBar)
-        bar.update(total=max(live.total, 1), progress=live.done)
-        memory = f"process memory {size(self._rss)}" if state.running and self._rss else ""
-        self.query_one("#run-stats", Static).update(
-            f"{live.done}/{live.total} examples   metric {interval(live.metric, live.low, live.high)}   "
-            f"{rate(live.examples_per_s)} examples/s   {memory}")
+        memory = f"   process memory {size(self._rss)}" if state.running and self._rss else ""
+        title, (done, total), stats = _live_lines(live)
+        if state.running and live.since:
+            stats += f"   {time.monotonic() - live.since:.0f} s"
+        if not live.model:
+            title = "starting: weighing the candidates" if state.running else "no run yet: r starts one over the selected models"
+        self.query_one("#run-trial", Label).update(title)
+        self.query_one("#run-bar", ProgressBar).update(total=total, progress=done)
+        self.query_one("#run-stats", Static).update(stats + memory)
         done = [f"{t.model} {t.strategy}: {t.status} {interval(t.metric, t.low, t.high)}" for t in state.trials]
         status = "running" if state.running else ("finished" if state.outcome else "idle")
         self.query_one("#run-done", Static).update(f"{status}; trials done: {len(done)}\n" + "\n".join(done[-4:]))
@@ -64,3 +65,20 @@ class RunScreen(StepScreen):
         for line in state.log[self._shown_log:]:
             log.write(line)
         self._shown_log = len(state.log)
+
+
+def _live_lines(live: Live) -> tuple[str, tuple[int, int | None], str]:
+    """The title, the bar's (done, total; None: busy without a count) and the figures line for the
+    phase the trial is in."""
+    if live.phase == "loading" and live.load is not None:
+        load = live.load
+        title = f"loading {load.model} ({load.index} of {load.count})"
+        if load.total:
+            return title, (load.done, load.total), f"{load.step or 'loading'}: {load.done}/{load.total}"
+        return title, (0, None), "reading the weights"
+    if live.phase == "preparing":
+        doing = "training" if live.strategy == "fine-tune" else "building prompts and demonstrations"
+        return f"{live.model} · {live.strategy}", (0, None), doing
+    stats = (f"{live.done}/{live.total} examples   metric {interval(live.metric, live.low, live.high)}   "
+             f"{slow_rate(live.examples_per_s)} examples/s")
+    return f"{live.model} · {live.strategy}" if live.model else "", (live.done, max(live.total, 1)), stats
