@@ -54,6 +54,7 @@ class RunSpec:
     remote: tuple[RemoteModel, ...] = ()  # candidates on serving engines, walked in the same ladders
     download: bool = False                # fetch missing candidates before the walk (sizer run does)
     download_budget_gb: float | None = None  # decimal GB; default: the task's [budget] download_gb
+    serve: str | None = None              # run causal candidates on a managed server of this engine
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ class _Walker:
         cached = self.reuse.get((cand.entry.id, strategy, cand.where))
         if cached is not None and cached.status == "ok":
             outcome = cached
-        elif cand.endpoint and strategy not in REMOTE_STRATEGIES:
+        elif (cand.endpoint or self._served(cand)) and strategy not in REMOTE_STRATEGIES:
             outcome = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "skipped",
                                    "a serving engine runs zero-shot and few-shot trials only", where=cand.where)
         elif time.monotonic() > self.deadline:
@@ -194,7 +195,7 @@ class _Walker:
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
                        dtype=self.spec.dtype, stop_below=None if self.exhaustive else self.bar,
                        budget_s=self._training_budget(strategy), endpoint=cand.endpoint,
-                       served_model=cand.served_model)
+                       served_model=cand.served_model, serve=self.spec.serve if self._served(cand) else None)
         try:
             result = run_trial(self.spec.task, ts, self.store, self.sink, _AnySet(self.cancel, self.skip),
                                catalog=self.catalog)
@@ -218,6 +219,10 @@ class _Walker:
         base.status, base.result = result.status, result
         base.correct = verdict.per_example(self.spec.task, self.store.done_examples(result.key))
         return base
+
+    def _served(self, cand: Candidate) -> bool:
+        """Whether this candidate's trials run on a managed server (`RunSpec.serve`)."""
+        return bool(self.spec.serve) and not cand.endpoint and cand.entry.kind == "causal"
 
     def _training_budget(self, strategy: str) -> float | None:
         """Fine-tuning gets its default budget, but never more than half the run's time left."""
