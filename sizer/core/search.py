@@ -118,7 +118,9 @@ def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProf
         cached = catalog.is_cached(entry)
         reason = "" if cached else f"not downloaded; fetch it with `sizer download {entry.id}`"
         if report.level == "no":
-            reason = "does not fit this machine's free memory"
+            from sizer.core.device_map import unplaceable_reason
+
+            reason = "does not fit this machine's free memory; " + unplaceable_reason(report)
         out.append(Candidate(entry, report.level, predicted, cached, cached and report.level != "no", reason))
     out += [_remote_candidate(r, catalog) for r in spec.remote]
     return sorted(out, key=lambda c: -c.entry.params)
