@@ -20,17 +20,25 @@ GRACE_S = 10.0        # how long the server may take to exit after SIGTERM befor
 PARENT_ENV = "SIZER_GUARD_PARENT"
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> bool:
-    """Ask the kernel to send `sig` to this process when its parent dies (Linux); False elsewhere."""
+def death_signal_setter(sig: int = signal.SIGTERM):
+    """A function that asks the kernel to send `sig` to the calling process when its parent dies
+    (Linux prctl); None elsewhere. Resolved here, so that calling it in a `preexec_fn` (between
+    fork and exec) imports nothing."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     import ctypes
 
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return False
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send `sig` to this process when its parent dies (Linux); False elsewhere."""
+    setter = death_signal_setter(sig)
+    return bool(setter and setter())
 
 
 def _stop_group(child: subprocess.Popen) -> None:

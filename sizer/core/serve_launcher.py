@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sizer.core.errors import SizerError
+from sizer.core.serve_guard import death_signal_setter
 
 SERVE_ENGINES = ("vllm", "llama.cpp")
 HEALTH_TIMEOUT_S = {"vllm": 1200.0, "llama.cpp": 180.0}  # vLLM loads weights and captures CUDA graphs
@@ -78,12 +79,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _arm_death_signal() -> None:  # runs in the child between fork and exec
-    from sizer.core.serve_guard import die_with_parent
-
-    die_with_parent(signal.SIGTERM)
-
-
 class ManagedServer:
     """One running server. Use as a context manager, or call `start()` and `stop()`."""
 
@@ -119,12 +114,15 @@ class ManagedServer:
         self.port = free_port()
         env = {**os.environ, **(self.env or {}), "SIZER_GUARD_PARENT": str(os.getpid())}
         argv = [sys.executable, "-m", "sizer.core.serve_guard", *self.recipe.argv(self.port)]
+        arm = death_signal_setter(signal.SIGTERM)  # the guard dies with sizer, even before it runs a line
         with self.log.open("wb") as handle:
             self.process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True, env=env,
-                                            preexec_fn=_arm_death_signal if sys.platform.startswith("linux") else None)
+                                            start_new_session=True, env=env, preexec_fn=arm)
         with _live_lock:
             _live.add(self)
+        self.peak_rss_bytes = 0
+        self._sampling = threading.Event()
+        threading.Thread(target=self._sample_rss, name="sizer-server-rss", daemon=True).start()
         try:
             self._wait_healthy()
         except BaseException:
@@ -147,6 +145,13 @@ class ManagedServer:
             time.sleep(0.5)
         raise SizerError(f"{self._what()} was not healthy within {self.timeout_s:.0f} s: {self.tail()} (log: {self.log})")
 
+    def _sample_rss(self, every_s: float = 0.2) -> None:
+        """Track the peak resident set of the server's process group (bytes, from /proc; Linux)."""
+        group = self.process.pid
+        while not self._sampling.wait(every_s):
+            total = sum(_rss_bytes(pid) for pid in _pids() if _in_group(pid, group))
+            self.peak_rss_bytes = max(self.peak_rss_bytes, total)
+
     def _what(self) -> str:
         return f"the {self.recipe.engine} server for {self.recipe.served_name}"
 
@@ -166,6 +171,7 @@ class ManagedServer:
             _live.discard(self)
         if process is None:
             return
+        self._sampling.set()
         group = process.pid
         if process.poll() is None:
             _signal_group(group, signal.SIGTERM)
@@ -213,6 +219,16 @@ def _in_group(pid: int, group: int) -> bool:
         return False
     fields = stat[stat.rfind(")") + 2:].split()
     return fields[0] != "Z" and int(fields[2]) == group
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def healthy(base_url: str, served_name: str, timeout: float = 2.0) -> bool:

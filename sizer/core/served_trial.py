@@ -34,4 +34,10 @@ def run_served_trial(task: Any, spec: Any, store: Any = None, sink: events.Sink 
         sink(events.Message(f"{engine} server for {entry.id} healthy at {server.url} (process group {server.pid})"))
         served = dataclasses.replace(spec, serve=None, endpoint=server.url, served_model=recipe.served_name,
                                      managed=recipe.label)
-        return run_trial(task, served, store, sink, cancel, catalog)
+        result = run_trial(task, served, store, sink, cancel, catalog)
+    if server.peak_rss_bytes and not result.memory.get("measured_earlier"):
+        # the server ran here: its processes' memory is this trial's (GPU memory is not in it)
+        result.memory = {**result.memory, "peak_bytes": server.peak_rss_bytes, "device": f"{engine} server",
+                         "measured_by": "peak RSS of the server's processes, sampled every 0.2 s"
+                                        + (" (GPU memory not included)" if engine == "vllm" else "")}
+    return result
