@@ -71,6 +71,12 @@ def test_vllm_on_a_machine_without_cuda_is_one_line(trial_env, capsys):
     assert code == 2 and len(err) == 1 and "vLLM needs CUDA GPUs" in err[0] and "Traceback" not in err[0]
 
 
+def test_run_with_vllm_on_a_machine_without_cuda_is_one_line(trial_env, capsys):
+    code = main(["run", BANKING, "--serve", "vllm", "--no-download"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "vLLM needs CUDA GPUs" in err[0]
+
+
 def test_serve_and_endpoint_together_are_refused(trial_env, capsys):
     code = main(["trial", BANKING, "--model", SMOLLM2, "--serve", "llama.cpp", "--endpoint", "http://127.0.0.1:9/v1"])
     assert code == 2 and "give one of them" in capsys.readouterr().err
@@ -207,7 +213,8 @@ def test_cancel_stops_the_server(need_server, trial_env, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_of_sizer_takes_the_server_with_it(need_server, trial_env):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_kill_9_or_ctrl_c_of_sizer_takes_the_server_with_it(need_server, trial_env, how):
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     sizer = subprocess.Popen([sys.executable, "-m", "sizer", "trial", BANKING, "--model", SMOLLM2, "--serve", "llama.cpp",
                               "--strategy", "zero-shot", "--limit", "40"], env=env, stderr=subprocess.PIPE, text=True)
@@ -219,8 +226,9 @@ def test_kill_9_of_sizer_takes_the_server_with_it(need_server, trial_env):
             break
     assert group is not None, "the server never became healthy"
     assert serve_launcher.healthy(url, "smollm2-135m-instruct")
-    sizer.send_signal(signal.SIGKILL)
-    sizer.wait()
+    sizer.send_signal(how)
+    code = sizer.wait()
+    assert code == (-signal.SIGKILL if how == signal.SIGKILL else 130)
     _wait_until(lambda: not group_alive(group), 10)
     assert not group_alive(group), f"server processes left: {_members(group)}"
 

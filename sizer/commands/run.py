@@ -122,6 +122,10 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
     from sizer.core.serve_launcher import parse_serve_engine
 
     serve = parse_serve_engine(getattr(args, "serve", None))
+    if serve == "vllm":
+        from sizer.core.serve_launcher import require_cuda
+
+        require_cuda()
     engine = engine or serve
     if bool(args.endpoint) != bool(args.endpoint_model):
         raise SizerError("--endpoint and --endpoint-model go together: the URL and the catalog id of the served weights")

@@ -303,9 +303,7 @@ def recipe_for(engine: str, entry: Any, local: Any, here: Callable[[], Any]) -> 
         layers = _llamacpp_gpu_layers(entry, local, here) if _has_gpu() else 0
         return llamacpp_recipe(Path(local.path) / local.gguf_file, served, layers, context,
                                label=f"llama.cpp {entry.id} {local.gguf_file} @{local.revision} ngl={layers}")
-    if not _has_cuda():
-        raise SizerError("--serve vllm: vLLM needs CUDA GPUs and this machine has none; run the trial with "
-                         "--serve llama.cpp, or use --endpoint with a vLLM server on a GPU box")
+    require_cuda()
     if local.gguf_file:
         raise SizerError(f"{entry.id}: vLLM serves safetensors checkpoints, not the GGUF {local.gguf_file}; "
                          "use --serve llama.cpp")
@@ -315,6 +313,13 @@ def recipe_for(engine: str, entry: Any, local: Any, here: Callable[[], Any]) -> 
                          "try a smaller model or --serve llama.cpp")
     tp = int(report.serving["tensor_parallel_size"])
     return vllm_recipe(local.path, served, tp, report.context, label=f"vllm {entry.id} @{local.revision} tp={tp}")
+
+
+def require_cuda() -> None:
+    """One line, exit 2, where vLLM cannot run: a machine without CUDA GPUs."""
+    if not _has_cuda():
+        raise SizerError("--serve vllm: vLLM needs CUDA GPUs and this machine has none; use --serve llama.cpp, "
+                         "or --endpoint with a vLLM server on a GPU box")
 
 
 def _llamacpp_gpu_layers(entry: Any, local: Any, here: Callable[[], Any]) -> int:
