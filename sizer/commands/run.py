@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--engine", help="the engine candidates' memory and speed estimates assume: transformers "
                    "(default, what trials run), llama.cpp or vllm")
+    p.add_argument("--serve", metavar="ENGINE", help="run the causal LM candidates on a managed server that sizer "
+                   "starts and stops for each: vllm (CUDA GPUs) or llama.cpp (GGUF files); zero-shot and few-shot only")
     p.add_argument("--endpoint", help="also walk a model served at this OpenAI-compatible URL (e.g. http://gpu-box:8000/v1)")
     p.add_argument("--served-model", help="the name the server serves it under (default: --endpoint-model)")
     p.add_argument("--endpoint-model", help="catalog id of the served weights (places it on the ladder by size)")
@@ -100,6 +102,7 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
         if args.download_budget is None and saved.get("download_budget_gb") is not None:
             args.download_budget = str(saved["download_budget_gb"])
         args.engine = args.engine or saved.get("engine")
+        args.serve = args.serve or saved.get("serve")
         if args.budget is None and saved.get("budget_minutes"):
             args.budget = f"{saved['budget_minutes']}m"
     if not args.task:
@@ -120,6 +123,14 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
     from sizer.core.planning import parse_engine
 
     engine = parse_engine(args.engine)
+    from sizer.core.serve_launcher import parse_serve_engine
+
+    serve = parse_serve_engine(getattr(args, "serve", None))
+    if serve == "vllm":
+        from sizer.core.serve_launcher import require_cuda
+
+        require_cuda()
+    engine = engine or serve
     if bool(args.endpoint) != bool(args.endpoint_model):
         raise SizerError("--endpoint and --endpoint-model go together: the URL and the catalog id of the served weights")
     download_budget = parse_download_budget(args.download_budget)
@@ -130,7 +141,8 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
     spec = RunSpec(remote=remote, task=task, models=_split_list(args.models), family=args.family, strategies=strategies,
                    limit=args.limit, target=args.target, budget_minutes=parse_budget(args.budget),
                    profile=simulated(args.profile) if args.profile else None, device=args.device, dtype=args.dtype,
-                   download=not args.no_download, download_budget_gb=download_budget, engine=engine)
+                   download=not args.no_download, download_budget_gb=download_budget, engine=engine,
+                   serve=serve)
     return spec, previous
 
 

@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     remote.add_argument("--served-model", metavar="NAME", help="the model's name in the server's /v1/models (default: --model)")
     remote.add_argument("--api", choices=("completions", "chat"), help="extract/generate through /v1/completions (default) or /v1/chat/completions")
     remote.add_argument("--concurrency", type=int, help="requests in flight at once (default 4)")
+    remote.add_argument("--serve", metavar="ENGINE", help="start a managed server for the model and stop it after: "
+                        "vllm (CUDA GPUs; tensor parallel from the plan) or llama.cpp (a GGUF)")
     remote.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (default: SIZER_API_KEY, then OPENAI_API_KEY)")
     p.set_defaults(func=run)
 
@@ -39,13 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.shots is not None and args.shots < 0:
         raise SizerError(f"--shots {args.shots}: give 0 or more demonstrations")
+    from sizer.core.serve_launcher import parse_serve_engine
+
+    if args.serve and args.endpoint:
+        raise SizerError("--serve starts a server here; --endpoint uses one already running: give one of them")
+    serve = parse_serve_engine(args.serve)
     task = load_task(args.task, sink=stream_sink(as_json=args.json))
     spec = TrialSpec(
         model=args.model, strategy=args.strategy, shots=args.shots, limit=args.limit, device=args.device,
         dtype=args.dtype, seed=args.seed, encoder_scoring=args.scoring,
         trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
         endpoint=args.endpoint, served_model=args.served_model, endpoint_api=args.api,
-        endpoint_concurrency=args.concurrency, endpoint_api_key_env=args.api_key_env,
+        endpoint_concurrency=args.concurrency, endpoint_api_key_env=args.api_key_env, serve=serve,
     )
     result = run_trial(task, spec, sink=stream_sink(as_json=args.json))
     if args.json:

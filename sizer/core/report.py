@@ -80,6 +80,7 @@ def to_dict(run: Any) -> dict[str, Any]:
                 "limit": spec.limit, "target": spec.target, "budget_minutes": spec.budget_minutes,
                 "download_budget_gb": spec.download_budget_gb,
                 "device": spec.device, "dtype": spec.dtype, "engine": spec.engine,
+                "serve": getattr(spec, "serve", None),
                 "profile": spec.profile.name if spec.profile else None},
         "candidates": [{"model": c.entry.id, "params": c.entry.params, "fit": c.fit, "cached": c.cached,
                         "usable": c.usable, "predicted_bytes": c.predicted_bytes, "reason": c.reason,

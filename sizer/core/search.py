@@ -54,6 +54,7 @@ class RunSpec:
     remote: tuple[RemoteModel, ...] = ()  # candidates on serving engines, walked in the same ladders
     download: bool = False                # fetch missing candidates before the walk (sizer run does)
     download_budget_gb: float | None = None  # decimal GB; default: the task's [budget] download_gb
+    serve: str | None = None              # run causal candidates on a managed server of this engine
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProf
         cached = catalog.is_cached(entry)
         reason = "" if cached else f"not downloaded; fetch it with `sizer download {entry.id}`"
         if report.level == "no":
-            reason = "does not fit this machine's free memory"
+            from sizer.core.device_map import unplaceable_reason
+
+            reason = "does not fit this machine's free memory; " + unplaceable_reason(report)
         out.append(Candidate(entry, report.level, predicted, cached, cached and report.level != "no", reason))
     out += [_remote_candidate(r, catalog) for r in spec.remote]
     return sorted(out, key=lambda c: -c.entry.params)
@@ -175,7 +178,7 @@ class _Walker:
         cached = self.reuse.get((cand.entry.id, strategy, cand.where))
         if cached is not None and cached.status == "ok":
             outcome = cached
-        elif cand.endpoint and strategy not in REMOTE_STRATEGIES:
+        elif (cand.endpoint or self._served(cand)) and strategy not in REMOTE_STRATEGIES:
             outcome = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "skipped",
                                    "a serving engine runs zero-shot and few-shot trials only", where=cand.where)
         elif time.monotonic() > self.deadline:
@@ -194,7 +197,7 @@ class _Walker:
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
                        dtype=self.spec.dtype, stop_below=None if self.exhaustive else self.bar,
                        budget_s=self._training_budget(strategy), endpoint=cand.endpoint,
-                       served_model=cand.served_model)
+                       served_model=cand.served_model, serve=self.spec.serve if self._served(cand) else None)
         try:
             result = run_trial(self.spec.task, ts, self.store, self.sink, _AnySet(self.cancel, self.skip),
                                catalog=self.catalog, position=self._position(cand))
@@ -226,6 +229,10 @@ class _Walker:
         here = (cand.entry.id, cand.where)
         n = tried.index(here) + 1 if here in tried else len(tried) + 1
         return n, max(n, sum(1 for c in self.run.candidates if c.usable))
+
+    def _served(self, cand: Candidate) -> bool:
+        """Whether this candidate's trials run on a managed server (`RunSpec.serve`)."""
+        return bool(self.spec.serve) and not cand.endpoint and cand.entry.kind == "causal"
 
     def _training_budget(self, strategy: str) -> float | None:
         """Fine-tuning gets its default budget, but never more than half the run's time left."""

@@ -56,6 +56,8 @@ class TrialSpec:
     endpoint_api: str | None = None   # "completions" (default) or "chat", for extract/generate
     endpoint_concurrency: int | None = None
     endpoint_api_key_env: str | None = None
+    serve: str | None = None          # start a managed server of this engine ("vllm", "llama.cpp") for the trial
+    managed: str | None = None        # set by the managed server: its stable description (the URL's port is not)
 
 
 @dataclass
@@ -123,6 +125,10 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
               catalog=None, position: tuple[int, int] = (1, 1)) -> TrialResult:
     """Run (or resume) one trial and return its result; progress goes to `sink`. `position`: this
     model's place among the models a run may load (n of m), for the "loading MODEL" event."""
+    if spec.serve:
+        from sizer.core.served_trial import run_served_trial
+
+        return run_served_trial(task, spec, store, sink, cancel, catalog)
     check_strategy(spec.strategy)
     catalog = catalog or load_catalog()
     remote = remote_candidate(spec, catalog) if spec.endpoint else None
@@ -134,6 +140,8 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     test = shuffled(limit_examples(test, spec.limit, seed, task.kind), seed)
     local = None if remote else locate(entry, allow_pickle=spec.allow_pickle)
     revision = remote.revision if remote else local.revision
+    if spec.managed:
+        revision = f"managed:{spec.managed}"
     runner = make_runner(entry, task, spec, local, device, dtype, seed)
     own_store = store is None
     store = store or TrialStore.open(sink=sink)
@@ -146,6 +154,8 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             sink(events.TrialPreparing(entry.id, spec.strategy))
             settings, digest, test = runner.prepare(task, train, test)
             settings = {**settings, "device": device, "dtype": dtype, "seed": seed}
+            if spec.managed:  # the server's port changes from run to run; the trial is the same
+                settings = {**settings, "endpoint": f"managed: {spec.managed}"}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "strategy": spec.strategy, "settings": settings, "task": task.name})
             records, timing, status = _predict(task, runner, test, store, key, entry.id, spec, sink, cancel)

@@ -34,7 +34,10 @@ class CausalLM:
         self.device = device
 
     @classmethod
-    def load(cls, local: LocalModel, device: str, dtype: torch.dtype, trust_remote_code: bool = False) -> "CausalLM":
+    def load(cls, local: LocalModel, device: str, dtype: torch.dtype, trust_remote_code: bool = False,
+             placement: dict[str, Any] | None = None) -> "CausalLM":
+        """Load on `device`, or over several devices with `placement` (`device_map`/`max_memory`
+        kwargs from `sizer.core.device_map`); inputs then go to the device of the embeddings."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -43,6 +46,9 @@ class CausalLM:
         else:
             kwargs["use_safetensors"] = not local.allow_pickle or None
         tokenizer = AutoTokenizer.from_pretrained(local.path, **kwargs)
+        if placement:
+            model = AutoModelForCausalLM.from_pretrained(local.path, dtype=dtype, **placement, **kwargs).eval()
+            return cls(model, tokenizer, model.get_input_embeddings().weight.device)
         model = AutoModelForCausalLM.from_pretrained(local.path, dtype=dtype, **kwargs)
         model.to(device).eval()
         return cls(model, tokenizer, torch.device(device))

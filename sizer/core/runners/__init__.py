@@ -54,7 +54,17 @@ def causal_loader(local: LocalModel, device: str, dtype: str, spec: Any):
     from sizer.core.placement import torch_dtype
 
     key = ("causal", str(local.path), local.gguf_file, device, dtype)
-    return lambda: get_or_load(key, device, lambda: CausalLM.load(local, device, torch_dtype(dtype), spec.trust_remote_code))
+
+    def load() -> Any:
+        # "cuda" without an index: several GPUs take the model as the plan places it (accelerate's device_map)
+        placement = None
+        if device == "cuda":
+            from sizer.core.device_map import planned_placement
+
+            placement = planned_placement(spec.model, dtype)
+        return CausalLM.load(local, device, torch_dtype(dtype), spec.trust_remote_code, placement=placement)
+
+    return lambda: get_or_load(key, device, load)
 
 
 def encoder_loader(local: LocalModel, device: str, spec: Any):

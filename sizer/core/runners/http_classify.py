@@ -9,6 +9,13 @@ forced with `logit_bias` and the log-probability of the forced token read back, 
 check shows the server reports it unbiased (llama.cpp, vLLM). Elsewhere it gets the lowest top-N
 log-probability, an upper bound, and the record counts it. Servers without log-probabilities
 classify by greedy generation matched to the closest label.
+
+Servers with vLLM's `prompt_logprobs` extension score labels exactly instead: one completions
+request per example carries every label's full token sequence as a prompt of token ids, and the
+log-probability of each label token is read from that prompt's `prompt_logprobs` (one entry per
+prompt token, the first null; each a map token id -> {logprob, rank, decoded_token}). It is used
+only after a startup check: the prompt log-probability of a token must equal the next-token
+log-probability the same server reports for it (the check llama-cpp-python's `echo` fails).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from sizer.core.strategies import demonstrations
 TOP_LOGPROBS = (1000, 100, 20, 5)
 FIRST_N = 20
 LOGPROBS = "next-token-logprobs"
+PROMPT_LOGPROBS = "prompt-logprobs"
 GENERATION = "generation"
 CHAT_GENERATION = "chat-generation"
 
@@ -63,6 +71,38 @@ def top_logprobs(response: dict[str, Any]) -> dict[str, float] | None:
     return tops[0] if tops and isinstance(tops[0], dict) and tops[0] else None
 
 
+def prompt_logprobs_body(served_model: str, prompts: Sequence[Sequence[int]]) -> dict[str, Any]:
+    """A completions request scoring every prompt's tokens (vLLM's `prompt_logprobs`): token-id
+    prompts, so the server scores exactly the tokens the local tokenizer made; one generated token
+    (the least vLLM accepts), greedy."""
+    return {"model": served_model, "prompt": [list(p) for p in prompts], "max_tokens": 1, "temperature": 0,
+            "prompt_logprobs": 1}
+
+
+def prompt_token_logprobs(choice_: dict[str, Any], ids: Sequence[int], start: int) -> list[float] | None:
+    """The log-probabilities of `ids[start:]` from one choice's `prompt_logprobs`; None when the
+    answer lacks them (a server without the extension ignores the field)."""
+    entries = choice_.get("prompt_logprobs")
+    if not isinstance(entries, list) or len(entries) != len(ids) or start < 1:
+        return None
+    out = []
+    for position in range(start, len(ids)):
+        entry = entries[position]
+        value = entry.get(str(ids[position])) if isinstance(entry, dict) else None
+        if value is None:
+            return None
+        out.append(float(value["logprob"] if isinstance(value, dict) else value))
+    return out
+
+
+def by_index(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """A batched completion's choices in prompt order."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not choices:
+        choice(response)  # raises the one-line error
+    return sorted(choices, key=lambda c: c.get("index", 0))
+
+
 class HTTPClassifyRunner(LMClassifyRunner):
     def __init__(self, candidate: Any, strategy: str, shots: int | None, seed: int) -> None:
         super().__init__(lambda: RemoteLM.load(candidate), candidate.instruct, strategy, shots, seed)
@@ -78,6 +118,10 @@ class HTTPClassifyRunner(LMClassifyRunner):
         if self.lm.tokenizer is None:
             return self._prepare_chat(task, train, test)
         settings, digest, kept = super().prepare(task, train, test)
+        if self._prompt_logprobs_agree():
+            self.method = PROMPT_LOGPROBS
+            settings.update(scoring=self.method, prompt="token ids", **self.candidate.endpoint.describe())
+            return settings, digest, kept
         self.method, self.top_n = self._probe()
         self._label_texts = {tok: self.lm.decode([tok]) for c in self.plan.continuations for tok in c}
         settings.update(scoring=self.method, prompt="text", **self.candidate.endpoint.describe())
@@ -103,6 +147,24 @@ class HTTPClassifyRunner(LMClassifyRunner):
             if tops:
                 return LOGPROBS, n
         return GENERATION, 0
+
+    def _prompt_logprobs_agree(self) -> bool:
+        """Capability check for `prompt_logprobs`: the server's next-token log-probability of its
+        greedy token after the prefix must equal that token's prompt log-probability once appended."""
+        ids = list(self.plan.prefix) or self.lm.encode(" ")
+        served = self.candidate.endpoint.served_model
+        try:
+            body = {"model": served, "prompt": ids, "max_tokens": 1, "temperature": 0, "logprobs": 1}
+            tops = top_logprobs(self.lm.client.probe("/completions", body)) or {}
+            text, value = max(tops.items(), key=lambda kv: kv[1]) if tops else (None, None)
+            token = self.lm.encode(text) if text else []
+            if len(token) != 1 or self.lm.decode(token) != text:
+                return False
+            answer = self.lm.client.probe("/completions", prompt_logprobs_body(served, [ids + token]))
+            got = prompt_token_logprobs(by_index(answer)[0], ids + token, len(ids))
+        except (Rejected, SizerError):
+            return False
+        return got is not None and abs(got[0] - value) < 0.02
 
     def _forced_logprob(self, prompt: str, token: int) -> float | None:
         """The log-probability of `token` after `prompt`, by forcing it with logit_bias; None
@@ -145,7 +207,8 @@ class HTTPClassifyRunner(LMClassifyRunner):
     # --- prediction ------------------------------------------------------------------------
 
     def predict(self, task: Any, examples: Sequence, on_batch: Callable[[list[dict]], None]) -> None:
-        score = {LOGPROBS: self._score_logprobs, GENERATION: self._score_generation,
+        score = {LOGPROBS: self._score_logprobs, PROMPT_LOGPROBS: self._score_prompt_logprobs,
+                 GENERATION: self._score_generation,
                  CHAT_GENERATION: self._score_chat}[self.method]
         started = {}
 
@@ -207,6 +270,23 @@ class HTTPClassifyRunner(LMClassifyRunner):
         return {"prediction": task.labels[best], "prediction_norm": task.labels[best_norm], "scores": scores,
                 "bounded_tokens": bounded, "requests": requests,
                 "tokens": len(self._parts[example.id]) + sum(len(c) for c in self.plan.continuations)}
+
+    def _score_prompt_logprobs(self, task: Any, example: Any) -> dict:
+        base = list(self.plan.prefix) + list(self._parts[example.id])
+        prompts = [base + list(c) for c in self.plan.continuations]
+        response = self.lm.client.post("/completions", prompt_logprobs_body(self.candidate.endpoint.served_model, prompts))
+        choices = by_index(response)
+        scores = []
+        for prompt, choice_ in zip(prompts, choices):
+            values = prompt_token_logprobs(choice_, prompt, len(base))
+            if values is None:
+                raise SizerError(f"{self.candidate.id}: the server stopped returning prompt log-probabilities mid-trial")
+            scores.append(sum(values))
+        norms = [len((self.plan.delimiter + label).encode("utf-8")) for label in task.labels]
+        best = max(range(len(scores)), key=scores.__getitem__)
+        best_norm = max(range(len(scores)), key=lambda j: scores[j] / norms[j])
+        return {"prediction": task.labels[best], "prediction_norm": task.labels[best_norm], "scores": scores,
+                "requests": 1, "tokens": len(self._parts[example.id]) + sum(len(c) for c in self.plan.continuations)}
 
     def _check_tokens(self, response: dict, expected: int) -> None:
         counted = (response.get("usage") or {}).get("prompt_tokens")
