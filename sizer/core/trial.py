@@ -56,6 +56,8 @@ class TrialSpec:
     endpoint_api: str | None = None   # "completions" (default) or "chat", for extract/generate
     endpoint_concurrency: int | None = None
     endpoint_api_key_env: str | None = None
+    engine: str = "transformers"      # the engine that runs the trial
+    quant: str = ""                   # a llama.cpp file type (Q4_K_M...): run that GGUF rung of the model
 
 
 @dataclass
@@ -131,7 +133,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
     test = shuffled(limit_examples(test, spec.limit, seed, task.kind), seed)
-    local = None if remote else locate(entry, allow_pickle=spec.allow_pickle)
+    local = None if remote else _locate(entry, spec)
     revision = remote.revision if remote else local.revision
     runner = make_runner(entry, task, spec, local, device, dtype, seed)
     own_store = store is None
@@ -144,6 +146,8 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             reused = model_cache.reused_bytes()
             settings, digest, test = runner.prepare(task, train, test)
             settings = {**settings, "device": device, "dtype": dtype, "seed": seed}
+            if spec.quant:
+                settings = {**settings, "engine": spec.engine, "quant": spec.quant.upper()}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "strategy": spec.strategy, "settings": settings, "task": task.name})
             records, timing, status = _predict(task, runner, test, store, key, entry.id, spec, sink, cancel)
@@ -205,6 +209,15 @@ def _measured_before(store: TrialStore, key: str, speed: dict, mem: dict) -> tup
         return speed, mem
     old_speed = {**previous["speed"], "scored": 0, "cached": speed["cached"], "measured_earlier": True}
     return old_speed, {**previous.get("memory", mem), "measured_earlier": True}
+
+
+def _locate(entry: ModelEntry, spec: TrialSpec) -> Any:
+    """The model's files: the GGUF rung `spec.quant` names (sizer.core.rungs), else its own."""
+    if spec.quant:
+        from sizer.core.rungs import locate_quant
+
+        return locate_quant(entry, spec.quant)
+    return locate(entry, allow_pickle=spec.allow_pickle)
 
 
 def _load(runner: Any, entry: ModelEntry, local: Any) -> None:
