@@ -183,9 +183,14 @@ def judge(walker: Any, outcome: Any, best: Any) -> tuple[bool, float | None, flo
     """(kept, loss, loss_bound) of a rung's outcome against the best precision's."""
     from sizer.core import verdict
 
-    if outcome.status != "ok" or outcome.result is None:
+    if outcome.status not in ("ok", "stopped-early") or outcome.result is None:
         return False, None, None
-    loss = round(best.result.metric.value - outcome.result.metric.value, 4)
+    shared = set(outcome.correct) & set(best.correct)
+    if shared:  # on the examples both scored (a trial stopped early scored the first of the same order)
+        loss = sum(best.correct[i] - outcome.correct[i] for i in shared) / len(shared)
+    else:
+        loss = best.result.metric.value - outcome.result.metric.value
+    loss = round(loss, 4)
     lower = verdict.paired_lower_bound(outcome.correct, best.correct)
     bound = None if lower is None else round(-lower, 4)
     kept = walker.meets(outcome) and bound is not None and bound <= rung_margin(walker.spec)
@@ -219,7 +224,7 @@ def walk_rungs(walker: Any, base: Any, make: bool = True) -> list[RungResult]:
     """Walk `base`'s model down its quantization rungs (same strategy, same examples); stop at the
     first rung not kept (meeting the target is taken as monotone in bits, as in size). When the base
     itself falls short of the target, every rung is measured (nothing can be kept; the losses are
-    what quantization costs this model on the task), scoring every example. Rungs are
+    what quantization costs this model on the task). Rungs are
     skipped, with the reason, when the run's time left is under the base trial's own duration."""
     cand = next(c for c in walker.run.candidates if c.entry.id == base.model and c.where == base.where)
     entry = cand.entry
@@ -237,7 +242,7 @@ def walk_rungs(walker: Any, base: Any, make: bool = True) -> list[RungResult]:
     top_rung = next((r for r in rungs if r.quant == top), None)
     out = [RungResult(entry.id, top, base.status, top_rung.bytes if top_rung else 0, False,
                       str(top_rung.path) if top_rung else "", base.result.metric.as_dict(), 0.0, 0.0,
-                      walker.meets(base), True, _estimate(entry, here, top) if top_rung else None,
+                      base.status == "ok" and walker.meets(base), True, _estimate(entry, here, top) if top_rung else None,
                       base.result.memory.get("peak_bytes"), "the highest precision tried")]
     stop = ""
     for rung in below:
@@ -248,8 +253,7 @@ def walk_rungs(walker: Any, base: Any, make: bool = True) -> list[RungResult]:
         elif walker.deadline - time.monotonic() < _trial_seconds(base):
             row.reason = stop = "the run's time budget is too short for another rung"
         else:
-            outcome = walker.trial(cand, base.strategy, quant=rung.quant, sink=_labelled(walker.sink, rung.quant),
-                                   full=not out[0].kept)
+            outcome = walker.trial(cand, base.strategy, quant=rung.quant, sink=_labelled(walker.sink, rung.quant))
             row.status, row.reason = outcome.status, outcome.reason
             row.kept, row.loss, row.loss_bound = judge(walker, outcome, base)
             if outcome.result is not None:

@@ -174,10 +174,8 @@ class _Walker:
         self.exhaustive = False
         self.skip: threading.Event | None = None
 
-    def trial(self, cand: Candidate, strategy: str, quant: str = "", sink: events.Sink | None = None,
-              full: bool = False) -> TrialOutcome:
-        """One trial of `cand` (at quantization rung `quant` when given), recorded in the run;
-        `full` scores every example (no early stop below the bar)."""
+    def trial(self, cand: Candidate, strategy: str, quant: str = "", sink: events.Sink | None = None) -> TrialOutcome:
+        """One trial of `cand` (at quantization rung `quant` when given), recorded in the run."""
         cached = self.reuse.get((cand.entry.id, strategy, cand.where, quant))
         if cached is not None and cached.status == "ok":
             outcome = cached
@@ -189,19 +187,18 @@ class _Walker:
                                    "the run's time budget is spent", predicted_bytes=cand.predicted_bytes,
                                    where=cand.where)
         else:
-            outcome = self._run(cand, strategy, quant, sink or self.sink, full)
+            outcome = self._run(cand, strategy, quant, sink or self.sink)
         outcome.quant = quant
         self.run.trials.append(outcome)
         self.on_update(self.run)
         return outcome
 
-    def _run(self, cand: Candidate, strategy: str, quant: str = "", sink: events.Sink | None = None,
-             full: bool = False) -> TrialOutcome:
+    def _run(self, cand: Candidate, strategy: str, quant: str = "", sink: events.Sink | None = None) -> TrialOutcome:
         sink = sink or self.sink
         base = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "error",
                             predicted_bytes=cand.predicted_bytes, where=cand.where)
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
-                       dtype=self.spec.dtype, stop_below=None if self.exhaustive or full else self.bar,
+                       dtype=self.spec.dtype, stop_below=None if self.exhaustive else self.bar,
                        budget_s=self._training_budget(strategy), endpoint=cand.endpoint,
                        served_model=cand.served_model, quant=quant)
         try:
@@ -332,16 +329,18 @@ def _walk_ladders(walker: _Walker, usable: list[Candidate]) -> None:
 
 def rung_bases(walker: _Walker) -> list[TrialOutcome]:
     """Per ladder, the outcome whose model is walked down its quantizations: the smallest size that
-    meets the target (cheapest strategy), else - nothing in that ladder meets it - its best outcome,
-    so the report still shows what quantization costs that model on the task."""
-    from sizer.core import verdict as v
-
+    meets the target (cheapest strategy), else - nothing in that ladder meets it - its best-scoring
+    prompt trial (finished or stopped early; no training per rung), so the report still shows what
+    quantization costs that model on the task."""
     order = {s: i for i, s in enumerate(walker.spec.strategies)}
     out = []
     for kind in ("causal", "encoder"):
-        local = [t for t in walker.run.trials if t.kind == kind and t.where == "local" and not t.quant]
+        local = [t for t in walker.run.trials if t.kind == kind and t.where == "local" and not t.quant
+                 and t.result is not None and t.status in ("ok", "stopped-early")]
         meeting = [t for t in local if walker.meets(t)]
-        base = (min(meeting, key=lambda t: (t.params, order.get(t.strategy, 99))) if meeting else v.best(local))
+        prompts = [t for t in local if t.strategy != "fine-tune"] or local
+        base = (min(meeting, key=lambda t: (t.params, order.get(t.strategy, 99))) if meeting
+                else max(prompts, key=lambda t: t.result.metric.value, default=None))
         if base is not None:
             out.append(base)
     return out
