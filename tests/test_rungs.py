@@ -236,3 +236,38 @@ def test_show_reads_schema_2_and_schema_1_and_refuses_others(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "schema 3" in err[0]
     assert report.SCHEMA == 2 and tomllib.loads(tomli_w.dumps(_report(2)))["rungs"][1]["loss_bound"] == 0.25
+
+
+# --- end to end on the shipped SmolLM2 file ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_walk_goes_down_the_rungs_of_the_shipped_smollm2_and_names_the_serve_command(tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp")
+    from sizer.core.hardware import simulated
+    from sizer.core.search import RunSpec, walk
+    from sizer.core.store import TrialStore
+    from sizer.core.task import load_task
+
+    monkeypatch.setenv("SIZER_CACHE_DIR", str(tmp_path / "cache"))
+    spec = RunSpec(task=load_task("examples/banking.toml"), models=(SMOLLM2,), strategies=("zero-shot",), limit=24,
+                   target=0.01, budget_minutes=60, profile=simulated("1x RTX 4090"))
+    with TrialStore.open(tmp_path / "t.sqlite") as store:
+        run = walk(spec, store=store, here=simulated("8 vCPU 32GB"))
+    rows = run.rungs
+    assert [r.quant for r in rows] == ["Q4_1", "Q4_0", "Q2_K"] and rows[0].best
+    measured = [r for r in rows if r.metric]
+    assert len(measured) >= 2 and all(r.file_bytes > 0 and r.llamacpp_bytes for r in rows)
+    # the loss is the best precision's score minus the rung's, on the same 24 examples
+    assert measured[1].loss == pytest.approx(rows[0].metric["value"] - measured[1].metric["value"], abs=1e-3)
+    rec = run.recommendation
+    assert rec.met and rec.engine == "llama.cpp" and rec.quant in ("Q4_1", "Q4_0", "Q2_K")
+    assert rec.serve[0].startswith("llama-server -m ") and rec.quant in rec.serve[0]
+    assert rec.modelfile.startswith("FROM ") and "<|im_start|>" in rec.modelfile  # SmolLM2's template is ChatML
+    assert rec.on_engine["engine"] == "llama.cpp" and rec.on_profile["engine"] == "llama.cpp"
+    path = tmp_path / "rec.toml"
+    report.write_report(path, run)
+    data = tomllib.loads(path.read_text())
+    assert data["schema"] == 2 and [r["quant"] for r in data["rungs"]] == ["Q4_1", "Q4_0", "Q2_K"]
+    assert data["recommendation"]["quant"] == rec.quant and data["recommendation"]["serve"] == rec.serve
+    assert {t.get("quant", "") for t in data["trials"]} >= {"", "Q4_0"}
