@@ -6,7 +6,6 @@ import dataclasses
 import os
 import time
 import tomllib
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest

@@ -114,8 +114,6 @@ def _kept_rung_outcome(run: Any, chosen: Any) -> Any:
 
 def _engine_and_serve(rec: Recommendation, run: Any, chosen: Any, picked: Any) -> None:
     """Name the serving engine and quantization, estimate it on this machine, and write its command."""
-    from pathlib import Path
-
     from sizer.core.rungs import base_quant
     from sizer.core.serve_command import serve_plan
 
