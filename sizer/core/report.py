@@ -1,7 +1,9 @@
 """The run report: TOML (tomli-w) written atomically, read back with tomllib.
 
-Schema 1 (documented in README.md): `schema`, `sizer_version`, `created`, `[hardware]`,
-`[target_profile]`, `[task]`, `[run]`, `[[trials]]`, `[recommendation]`. TOML has no null: absent
+Schema 2 (documented in README.md): `schema`, `sizer_version`, `created`, `[hardware]`,
+`[target_profile]`, `[task]`, `[run]`, `[[trials]]` (with `quant` and `engine`), `[[rungs]]` (the
+quantization rungs walked), `[recommendation]` (with `engine`, `quant`, `serve`...). Schema 1
+reports (no rungs, no engine in the recommendation) are still read. TOML has no null: absent
 values are left out. Secrets never appear: everything passes through `store.redact`.
 """
 
@@ -25,7 +27,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)  # schema 1: written before quantization rungs and serve commands
 
 
 def _clean(value: Any) -> Any:
@@ -54,7 +57,8 @@ def _split_from(task: Any) -> dict[str, str]:
 def _trial(outcome: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"model": outcome.model, "params": outcome.params, "kind": outcome.kind,
                            "strategy": outcome.strategy, "status": outcome.status, "reason": outcome.reason,
-                           "predicted_bytes": outcome.predicted_bytes, "where": outcome.where}
+                           "predicted_bytes": outcome.predicted_bytes, "where": outcome.where,
+                           "quant": getattr(outcome, "quant", ""), "engine": getattr(outcome, "engine", "transformers")}
     r = outcome.result
     if r is not None:
         out.update({"revision": r.revision, "settings": r.settings, "metric": r.metric.as_dict(),
@@ -87,6 +91,7 @@ def to_dict(run: Any) -> dict[str, Any]:
                         "endpoint": c.endpoint, "served_model": c.served_model}
                        for c in run.candidates],
         "trials": [_trial(t) for t in run.trials],
+        "rungs": [r.to_dict() for r in getattr(run, "rungs", [])],
         "recommendation": run.recommendation.to_dict() if run.recommendation else None,
     }
     return _clean(redact(data))
@@ -130,8 +135,9 @@ def read_report(path: str | Path) -> dict[str, Any]:
     if "schema" not in data:
         raise SizerError(f"{p}: not a sizer report (no schema key); give the file written by sizer run --out")
     schema = data.get("schema")
-    if schema != SCHEMA:
-        raise SizerError(f"{p}: report schema {schema!r} is not {SCHEMA}; it was written by another sizer version")
+    if schema not in READABLE_SCHEMAS:
+        raise SizerError(f"{p}: report schema {schema!r} is not one this sizer reads "
+                         f"({', '.join(map(str, READABLE_SCHEMAS))}); it was written by another sizer version")
     missing = [f"[{name}] table" for name in REQUIRED if not isinstance(data.get(name), dict)]
     if not missing and not isinstance(data["task"].get("path", ""), str):
         missing = ["task path"]
@@ -172,5 +178,6 @@ def trials_from_report(data: dict[str, Any], task: Any, store: Any) -> list[Any]
         )
         correct = verdict.per_example(task, store.done_examples(result.key)) if result.key else {}
         out.append(TrialOutcome(t["model"], t["params"], t["kind"], t["strategy"], "ok", t.get("reason", ""),
-                                result, t.get("predicted_bytes", 0), correct, t.get("where", "local")))
+                                result, t.get("predicted_bytes", 0), correct, t.get("where", "local"),
+                                t.get("quant", ""), t.get("engine", "transformers")))
     return out

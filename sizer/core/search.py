@@ -85,6 +85,8 @@ class TrialOutcome:
     predicted_bytes: int = 0
     correct: dict[str, float] = field(default_factory=dict)  # example id -> per-example score
     where: str = "local"               # "local", or the serving engine's URL
+    quant: str = ""                    # a quantization rung's llama.cpp file type ("" = the model's own files)
+    engine: str = "transformers"       # the engine the trial ran on
 
 
 @dataclass
@@ -95,6 +97,7 @@ class RunResult:
     trials: list[TrialOutcome] = field(default_factory=list)
     recommendation: Any = None
     finished: bool = False
+    rungs: list = field(default_factory=list)  # sizer.core.rungs.RungResult, per model walked down its quantizations
 
 
 def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProfile | None = None) -> list[Candidate]:
@@ -164,7 +167,7 @@ class _AnySet:
 class _Walker:
     def __init__(self, spec: RunSpec, run: RunResult, store: TrialStore, sink: events.Sink,
                  cancel: threading.Event | None, catalog: Catalog | None,
-                 on_update: Callable[[RunResult], None], reuse: dict[tuple[str, str], TrialOutcome]) -> None:
+                 on_update: Callable[[RunResult], None], reuse: dict[tuple, TrialOutcome]) -> None:
         self.spec, self.run, self.store, self.sink, self.cancel = spec, run, store, sink, cancel
         self.catalog, self.on_update, self.reuse = catalog, on_update, reuse
         minutes = spec.budget_minutes if spec.budget_minutes is not None else spec.task.budget_minutes
@@ -174,8 +177,9 @@ class _Walker:
         self.exhaustive = False
         self.skip: threading.Event | None = None
 
-    def trial(self, cand: Candidate, strategy: str) -> TrialOutcome:
-        cached = self.reuse.get((cand.entry.id, strategy, cand.where))
+    def trial(self, cand: Candidate, strategy: str, quant: str = "", sink: events.Sink | None = None) -> TrialOutcome:
+        """One trial of `cand` (at quantization rung `quant` when given), recorded in the run."""
+        cached = self.reuse.get((cand.entry.id, strategy, cand.where, quant))
         if cached is not None and cached.status == "ok":
             outcome = cached
         elif (cand.endpoint or self._served(cand)) and strategy not in REMOTE_STRATEGIES:
@@ -186,38 +190,41 @@ class _Walker:
                                    "the run's time budget is spent", predicted_bytes=cand.predicted_bytes,
                                    where=cand.where)
         else:
-            outcome = self._run(cand, strategy)
+            outcome = self._run(cand, strategy, quant, sink or self.sink)
+        outcome.quant = quant
         self.run.trials.append(outcome)
         self.on_update(self.run)
         return outcome
 
-    def _run(self, cand: Candidate, strategy: str) -> TrialOutcome:
+    def _run(self, cand: Candidate, strategy: str, quant: str = "", sink: events.Sink | None = None) -> TrialOutcome:
+        sink = sink or self.sink
         base = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "error",
                             predicted_bytes=cand.predicted_bytes, where=cand.where)
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
                        dtype=self.spec.dtype, stop_below=None if self.exhaustive else self.bar,
                        budget_s=self._training_budget(strategy), endpoint=cand.endpoint,
-                       served_model=cand.served_model, serve=self.spec.serve if self._served(cand) else None)
+                       served_model=cand.served_model, quant=quant,
+                       serve=self.spec.serve if self._served(cand) else None)
         try:
-            result = run_trial(self.spec.task, ts, self.store, self.sink, _AnySet(self.cancel, self.skip),
+            result = run_trial(self.spec.task, ts, self.store, sink, _AnySet(self.cancel, self.skip),
                                catalog=self.catalog, position=self._position(cand))
         except TrialCancelled:
             if self.cancel is not None and self.cancel.is_set():
                 raise
             self.skip.clear()
             base.status, base.reason = "skipped", "skipped by the user"
-            self.sink(events.TrialFinished(cand.entry.id, strategy, "skipped", reason=base.reason))
+            sink(events.TrialFinished(cand.entry.id, strategy, "skipped", reason=base.reason))
             return base
         except (MemoryError, RuntimeError) as exc:
             if not _is_oom(exc):
                 raise
             detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
             base.status, base.reason = "oom", "out of memory: " + detail
-            self.sink(events.TrialFinished(cand.entry.id, strategy, "oom", reason=base.reason))
+            sink(events.TrialFinished(cand.entry.id, strategy, "oom", reason=base.reason))
             return base
         except SizerError as exc:
             base.reason = str(exc)
-            self.sink(events.TrialFinished(cand.entry.id, strategy, "error", reason=base.reason))
+            sink(events.TrialFinished(cand.entry.id, strategy, "error", reason=base.reason))
             return base
         base.status, base.result = result.status, result
         base.correct = verdict.per_example(self.spec.task, self.store.done_examples(result.key))
@@ -282,10 +289,12 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
                          "see `sizer catalog list --fits`, download one, or name models with --models")
     own_store = store is None
     store = store or TrialStore.open(sink=sink)
-    walker = _Walker(spec, run, store, sink, cancel, catalog, on_update, {(t.model, t.strategy, t.where): t for t in reuse})
+    walker = _Walker(spec, run, store, sink, cancel, catalog, on_update, {(t.model, t.strategy, t.where, t.quant): t for t in reuse})
     walker.exhaustive, walker.skip = exhaustive, skip
     try:
         (_grid if exhaustive else _walk_ladders)(walker, usable)
+        if not exhaustive:
+            _walk_rungs(walker)
         run.recommendation = decide(run, walker.reference, walker.bar)
         run.finished = True
         on_update(run)
@@ -332,6 +341,32 @@ def _walk_ladders(walker: _Walker, usable: list[Candidate]) -> None:
         if not top_ok or len(ladder) == 1:
             continue
         _ladder_order(len(ladder))(lambda i: walker.size(ladder[i], spec.strategies) is not None)
+
+
+def rung_bases(walker: _Walker) -> list[TrialOutcome]:
+    """Per ladder, the outcome whose model is walked down its quantizations: the smallest size that
+    meets the target (cheapest strategy), else - nothing in that ladder meets it - its best-scoring
+    prompt trial (finished or stopped early; no training per rung), so the report still shows what
+    quantization costs that model on the task."""
+    order = {s: i for i, s in enumerate(walker.spec.strategies)}
+    out = []
+    for kind in ("causal", "encoder"):
+        local = [t for t in walker.run.trials if t.kind == kind and t.where == "local" and not t.quant
+                 and t.result is not None and t.status in ("ok", "stopped-early")]
+        meeting = [t for t in local if walker.meets(t)]
+        prompts = [t for t in local if t.strategy != "fine-tune"] or local
+        base = (min(meeting, key=lambda t: (t.params, order.get(t.strategy, 99))) if meeting
+                else max(prompts, key=lambda t: t.result.metric.value, default=None))
+        if base is not None:
+            out.append(base)
+    return out
+
+
+def _walk_rungs(walker: _Walker) -> None:
+    from sizer.core.rungs import walk_rungs
+
+    for base in rung_bases(walker):
+        walker.run.rungs += walk_rungs(walker, base)
 
 
 def _grid(walker: _Walker, usable: list[Candidate]) -> None:

@@ -58,6 +58,8 @@ class TrialSpec:
     endpoint_api_key_env: str | None = None
     serve: str | None = None          # start a managed server of this engine ("vllm", "llama.cpp") for the trial
     managed: str | None = None        # set by the managed server: its stable description (the URL's port is not)
+    engine: str = "transformers"      # the engine that runs the trial
+    quant: str = ""                   # a llama.cpp file type (Q4_K_M...): run that GGUF rung of the model
 
 
 @dataclass
@@ -138,7 +140,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
     test = shuffled(limit_examples(test, spec.limit, seed, task.kind), seed)
-    local = None if remote else locate(entry, allow_pickle=spec.allow_pickle)
+    local = None if remote else _locate(entry, spec)
     revision = remote.revision if remote else local.revision
     if spec.managed:
         revision = f"managed:{spec.managed}"
@@ -156,6 +158,8 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             settings = {**settings, "device": device, "dtype": dtype, "seed": seed}
             if spec.managed:  # the server's port changes from run to run; the trial is the same
                 settings = {**settings, "endpoint": f"managed: {spec.managed}"}
+            if spec.quant:
+                settings = {**settings, "engine": spec.engine, "quant": spec.quant.upper()}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "strategy": spec.strategy, "settings": settings, "task": task.name})
             records, timing, status = _predict(task, runner, test, store, key, entry.id, spec, sink, cancel)
@@ -217,6 +221,15 @@ def _measured_before(store: TrialStore, key: str, speed: dict, mem: dict) -> tup
         return speed, mem
     old_speed = {**previous["speed"], "scored": 0, "cached": speed["cached"], "measured_earlier": True}
     return old_speed, {**previous.get("memory", mem), "measured_earlier": True}
+
+
+def _locate(entry: ModelEntry, spec: TrialSpec) -> Any:
+    """The model's files: the GGUF rung `spec.quant` names (sizer.core.rungs), else its own."""
+    if spec.quant:
+        from sizer.core.rungs import locate_quant
+
+        return locate_quant(entry, spec.quant)
+    return locate(entry, allow_pickle=spec.allow_pickle)
 
 
 LOAD_REPORT_S = 1.0  # at most one loading-progress event a second, besides the first and the last

@@ -79,10 +79,11 @@ def row_from_result(result: Any, params: int) -> TrialRow:
 
 
 def row_from_outcome(outcome: Any) -> TrialRow:
+    model = outcome.model + (f" {outcome.quant}" if getattr(outcome, "quant", "") else "")  # a quantization rung
     if outcome.result is not None:
         row = row_from_result(outcome.result, outcome.params)
-        return TrialRow(**{**row.__dict__, "status": outcome.status, "reason": outcome.reason})
-    return TrialRow(outcome.model, outcome.params, outcome.strategy, outcome.status, reason=outcome.reason)
+        return TrialRow(**{**row.__dict__, "model": model, "status": outcome.status, "reason": outcome.reason})
+    return TrialRow(model, outcome.params, outcome.strategy, outcome.status, reason=outcome.reason)
 
 
 @dataclass

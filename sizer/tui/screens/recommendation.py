@@ -69,12 +69,30 @@ def memory_line(memory: dict[str, Any]) -> str:
     return ""
 
 
+def _serving(rec: Any) -> list[str]:
+    """The engine and quantization that serve the pick, the rungs walked, and the serve command."""
+    from sizer.core.recommend import rung_line
+
+    lines = []
+    if getattr(rec, "engine", ""):
+        lines.append(f"engine    {rec.engine}" + (f", {rec.quant}" if rec.quant else ""))
+    lines += [f"rung      {rung_line(r)}" for r in getattr(rec, "rungs", [])]
+    for command in getattr(rec, "serve", []):
+        lines.append(f"serve     {command}")
+    if getattr(rec, "modelfile", ""):
+        lines += ["Modelfile"] + [f"  {x}" for x in rec.modelfile.splitlines()]
+    if getattr(rec, "python", ""):
+        lines += ["Python"] + [f"  {x}" for x in rec.python.splitlines()]
+    return lines
+
+
 def decision_lines(rec: Any) -> list[str]:
     """The recommendation (sizer.core.recommend.Recommendation) as plain lines."""
     if rec.met:
         lines = [f"[b]{escape(rec.model)}[/b] ({escape(rec.precision)}) with [b]{escape(rec.strategy)}[/b] "
                  f"meets the {escape(rec.target)}", f"metric    {_metric(rec.metric)}"]
         lines += [escape(line) for line in _figures(rec)]
+        lines += [escape(line) for line in _serving(rec)]
     else:
         lines = [f"[b]Nothing tried meets the {escape(rec.target)}.[/b]"]
     lines += ["", "[b]Why[/b]"] + [f"  • {escape(r)}" for r in rec.reasons]
