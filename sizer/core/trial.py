@@ -13,6 +13,7 @@ from sizer.core import events, model_cache
 from sizer.core.catalog import ModelEntry, load_catalog
 from sizer.core.model_lookup import resolve_model
 from sizer.core.endpoints import remote_candidate
+from sizer.core.engines import engine_name
 from sizer.core.errors import SizerError
 from sizer.core.measure import PeakMemory, percentiles
 from sizer.core.placement import choose_device, choose_dtype
@@ -56,6 +57,8 @@ class TrialSpec:
     endpoint_api: str | None = None   # "completions" (default) or "chat", for extract/generate
     endpoint_concurrency: int | None = None
     endpoint_api_key_env: str | None = None
+    engine: str = "transformers"      # the engine local trials run on (sizer.core.engines)
+    quant: str = ""                   # llama.cpp file type, e.g. "Q4_1"; "" = the model's own file
 
 
 @dataclass
@@ -126,24 +129,32 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     catalog = catalog or load_catalog()
     remote = remote_candidate(spec, catalog) if spec.endpoint else None
     entry = remote or resolve_model(spec.model, catalog)
-    device = "remote" if remote else choose_device(spec.device)
-    dtype = "server" if remote else choose_dtype(device, spec.dtype, entry.kind)
+    engine = "remote" if remote else engine_name(spec.engine)
+    if engine == "llama.cpp":
+        from sizer.core import trial_llamacpp
+
+        device, local, dtype = trial_llamacpp.prepare(entry, spec)
+    else:
+        device = "remote" if remote else choose_device(spec.device)
+        dtype = "server" if remote else choose_dtype(device, spec.dtype, entry.kind)
+        local = None if remote else locate(entry, allow_pickle=spec.allow_pickle)
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
     test = shuffled(limit_examples(test, spec.limit, seed, task.kind), seed)
-    local = None if remote else locate(entry, allow_pickle=spec.allow_pickle)
     revision = remote.revision if remote else local.revision
     runner = make_runner(entry, task, spec, local, device, dtype, seed)
     own_store = store is None
     store = store or TrialStore.open()
     try:
-        with PeakMemory(device) as memory:
+        with PeakMemory("cpu" if engine == "llama.cpp" else device) as memory:
             began = time.perf_counter()
             _load(runner, entry, local)
             load_s = time.perf_counter() - began
             reused = model_cache.reused_bytes()
             settings, digest, test = runner.prepare(task, train, test)
             settings = {**settings, "device": device, "dtype": dtype, "seed": seed}
+            if engine == "llama.cpp":  # in the key, so a llama.cpp trial never reuses a transformers one
+                settings = {**settings, "engine": engine, "quant": dtype}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "strategy": spec.strategy, "settings": settings, "task": task.name})
             records, timing, status = _predict(task, runner, test, store, key, entry.id, spec, sink, cancel)
@@ -160,7 +171,9 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
                    "measured_by": "not measurable here: the process reused memory freed by an earlier model "
                                   "(run `sizer trial` for this model alone to measure it)"}
         speed, mem = _measured_before(store, key, speed, mem)
-        if not remote:
+        if engine == "llama.cpp":
+            mem.setdefault("predicted_bytes", trial_llamacpp.predicted_peak(entry, local, settings))
+        elif not remote:
             mem.setdefault("predicted_bytes", predicted_peak(entry, local, dtype, device, settings))
         else:
             speed, mem = {**speed, "measured": "remotely"}, remote.memory()
