@@ -181,3 +181,16 @@ def test_llama_cpp_agrees_with_transformers_on_the_demo(tmp_path):
     assert len(a) == len(b) == 40
     agree = sum(a[i]["prediction"] == b[i]["prediction"] for i in a)
     assert agree / 40 >= 0.95, f"{agree} of 40"
+
+
+def test_the_walk_runs_gguf_candidates_on_llama_cpp_only_when_asked():
+    from sizer.core.trial_llamacpp import walk_engine
+
+    catalog = load_catalog()
+    smol = catalog.get(SMOL)
+    assert walk_engine(smol, "few-shot", "llama.cpp") == "llama.cpp"
+    assert walk_engine(smol, "zero-shot", "llama.cpp") == "llama.cpp"
+    assert walk_engine(smol, "few-shot", None) == "transformers"          # estimates only
+    assert walk_engine(smol, "fine-tune", "llama.cpp") == "transformers"  # llama.cpp does not train
+    encoder = next(e for e in catalog.entries if e.kind == "encoder")
+    assert walk_engine(encoder, "few-shot", "llama.cpp") == "transformers"
