@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--engine", help="the engine candidates' memory and speed estimates assume: transformers "
-                   "(default, what trials run), llama.cpp or vllm")
+                   "(default), llama.cpp or vllm; under llama.cpp, candidates with a GGUF file here also run "
+                   "their zero-/few-shot trials on llama.cpp")
     p.add_argument("--endpoint", help="also walk a model served at this OpenAI-compatible URL (e.g. http://gpu-box:8000/v1)")
     p.add_argument("--served-model", help="the name the server serves it under (default: --endpoint-model)")
     p.add_argument("--endpoint-model", help="catalog id of the served weights (places it on the ladder by size)")

@@ -23,7 +23,8 @@ from sizer.core.resolve import LocalModel
 
 EXTRA_HINT = "llama.cpp needs llama-cpp-python: install it with `pip install 'sizer[llamacpp]'`"
 DEFAULT_CONTEXT = 4096   # tokens of KV cache a trial allocates (the runners' prefix budget is 2048)
-N_BATCH = 2048           # tokens one llama_decode call may take (llama.cpp splits it into ubatches of 512)
+N_BATCH = 2048           # tokens one llama_decode call may take (llama.cpp splits it into ubatches)
+N_UBATCH = 256          # tokens per ubatch: the compute buffer holds this many rows of vocabulary logits
 N_SEQ = 64               # KV sequences: 0 holds the prefix, the others one (example, label) branch each
 
 
@@ -129,7 +130,7 @@ class LlamaCppLM:
         llama_cpp = import_llama_cpp()
         path = gguf_path(local)
         try:
-            llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=N_BATCH, n_ubatch=512, n_threads=n_threads,
+            llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_batch=N_BATCH, n_ubatch=N_UBATCH, n_threads=n_threads,
                                   n_gpu_layers=n_gpu_layers, tensor_split=tensor_split,
                                   logits_all=False, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
