@@ -194,3 +194,28 @@ def test_the_walk_runs_gguf_candidates_on_llama_cpp_only_when_asked():
     assert walk_engine(smol, "fine-tune", "llama.cpp") == "transformers"  # llama.cpp does not train
     encoder = next(e for e in catalog.entries if e.kind == "encoder")
     assert walk_engine(encoder, "few-shot", "llama.cpp") == "transformers"
+
+
+def test_inside_a_run_a_gguf_that_does_not_load_is_an_error_trial_and_the_walk_goes_on(trial_env, tmp_path):
+    from conftest import TINY
+
+    from sizer.core.search import RunSpec, walk
+    from sizer.core.store import TrialStore
+    from sizer.core.task import load_task
+
+    # A truncated copy is refused when the run reads the candidate's header (one line, see above);
+    # this copy reads fine but names a tokenizer llama.cpp does not know, so it fails in the trial.
+    data = bytearray(_smol_gguf().read_bytes())
+    at = data.index(b"gpt2", data.index(b"tokenizer.ggml.model"))
+    data[at:at + 4] = b"gpt9"
+    broken = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    broken.write_bytes(bytes(data))
+    spec = RunSpec(task=load_task(DEMO), models=(str(broken), TINY), strategies=("zero-shot",), limit=8,
+                   engine="llama.cpp", download=False)
+    with TrialStore.open(tmp_path / "t.sqlite") as store:
+        # the whole grid, so the smaller candidate is tried too (a ladder walk skips sizes below a failure)
+        run = walk(spec, store=store, here=simulated("8 vCPU 32GB"), exhaustive=True)
+    by_model = {t.model: t for t in run.trials}
+    gguf = next(t for m, t in by_model.items() if m.endswith(".gguf"))
+    assert gguf.status == "error" and "llama.cpp cannot load" in gguf.reason
+    assert by_model[TINY].status in ("ok", "stopped-early")  # the walk went on to the next candidate
