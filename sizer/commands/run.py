@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--engine", help="the engine candidates' memory and speed estimates assume: transformers "
-                   "(default, what trials run), llama.cpp or vllm")
+                   "(default), llama.cpp or vllm; under llama.cpp, candidates with a GGUF file here also run "
+                   "their zero-/few-shot trials (and quantization rungs) on llama.cpp")
     p.add_argument("--serve", metavar="ENGINE", help="run the causal LM candidates on a managed server that sizer "
                    "starts and stops for each: vllm (CUDA GPUs) or llama.cpp (GGUF files); zero-shot and few-shot only")
     p.add_argument("--endpoint", help="also walk a model served at this OpenAI-compatible URL (e.g. http://gpu-box:8000/v1)")

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from sizer.core.engines import engine_name
 from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
 from sizer.core.strategies import STRATEGIES
@@ -27,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="run model code from its repo (off by default)")
     p.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt weights (safetensors/GGUF only by default)")
     p.add_argument("--json", action="store_true", help="print the result as JSON; progress as JSON lines on stderr")
+    p.add_argument("--engine", default="transformers",
+                   help="run the model on transformers (default) or llama.cpp (a GGUF file at its own quantization; "
+                        "needs pip install 'sizer[llamacpp]')")
+    p.add_argument("--quant", default="", metavar="TYPE",
+                   help="llama.cpp: the GGUF file type to run, e.g. Q4_1 (default: the model's own file)")
     remote = p.add_argument_group("remote candidate (an OpenAI-compatible server: vLLM, TGI, llama.cpp, Ollama)")
     remote.add_argument("--endpoint", metavar="URL", help="run the model on this server, e.g. http://host:8000/v1")
     remote.add_argument("--served-model", metavar="NAME", help="the model's name in the server's /v1/models (default: --model)")
@@ -53,7 +59,10 @@ def run(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
         endpoint=args.endpoint, served_model=args.served_model, endpoint_api=args.api,
         endpoint_concurrency=args.concurrency, endpoint_api_key_env=args.api_key_env, serve=serve,
+        engine=engine_name(args.engine), quant=args.quant.upper(),
     )
+    if spec.quant and spec.engine != "llama.cpp":
+        raise SizerError("--quant picks a GGUF file type for --engine llama.cpp; with transformers use --dtype")
     result = run_trial(task, spec, sink=stream_sink(as_json=args.json))
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)

@@ -22,6 +22,7 @@ from sizer.core.placement import choose_device, choose_dtype
 from sizer.core.planning import plan_estimate
 from sizer.core.store import TrialStore
 from sizer.core.strategies import STRATEGIES
+from sizer.core.trial_llamacpp import walk_engine
 from sizer.core.trial import TrialCancelled, TrialResult, TrialSpec, run_trial
 from sizer.core import verdict
 
@@ -200,10 +201,12 @@ class _Walker:
         sink = sink or self.sink
         base = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "error",
                             predicted_bytes=cand.predicted_bytes, where=cand.where)
+        engine = "transformers" if cand.endpoint else walk_engine(cand.entry, strategy, self.spec.engine)
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
-                       dtype=self.spec.dtype, stop_below=None if self.exhaustive else self.bar,
+                       dtype=None if engine == "llama.cpp" else self.spec.dtype,
+                       stop_below=None if self.exhaustive else self.bar,
                        budget_s=self._training_budget(strategy), endpoint=cand.endpoint,
-                       served_model=cand.served_model, quant=quant,
+                       served_model=cand.served_model, engine=engine, quant=quant,
                        serve=self.spec.serve if self._served(cand) else None)
         try:
             result = run_trial(self.spec.task, ts, self.store, sink, _AnySet(self.cancel, self.skip),

@@ -13,6 +13,7 @@ from sizer.core import events, library_output, model_cache
 from sizer.core.catalog import ModelEntry, load_catalog
 from sizer.core.model_lookup import resolve_model
 from sizer.core.endpoints import remote_candidate
+from sizer.core.engines import engine_name
 from sizer.core.errors import SizerError
 from sizer.core.measure import PeakMemory, percentiles
 from sizer.core.placement import choose_device, choose_dtype
@@ -58,8 +59,8 @@ class TrialSpec:
     endpoint_api_key_env: str | None = None
     serve: str | None = None          # start a managed server of this engine ("vllm", "llama.cpp") for the trial
     managed: str | None = None        # set by the managed server: its stable description (the URL's port is not)
-    engine: str = "transformers"      # the engine that runs the trial
-    quant: str = ""                   # a llama.cpp file type (Q4_K_M...): run that GGUF rung of the model
+    engine: str = "transformers"      # the engine local trials run on (sizer.core.engines)
+    quant: str = ""                   # llama.cpp file type, e.g. "Q4_1": that GGUF rung of the model; "" = its own file
 
 
 @dataclass
@@ -135,12 +136,18 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     catalog = catalog or load_catalog()
     remote = remote_candidate(spec, catalog) if spec.endpoint else None
     entry = remote or resolve_model(spec.model, catalog)
-    device = "remote" if remote else choose_device(spec.device)
-    dtype = "server" if remote else choose_dtype(device, spec.dtype, entry.kind)
+    engine = "remote" if remote else engine_name(spec.engine)
+    if engine == "llama.cpp":
+        from sizer.core import trial_llamacpp
+
+        device, local, dtype = trial_llamacpp.prepare(entry, spec)
+    else:
+        device = "remote" if remote else choose_device(spec.device)
+        dtype = "server" if remote else choose_dtype(device, spec.dtype, entry.kind)
+        local = None if remote else _locate(entry, spec)
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
     test = shuffled(limit_examples(test, spec.limit, seed, task.kind), seed)
-    local = None if remote else _locate(entry, spec)
     revision = remote.revision if remote else local.revision
     if spec.managed:
         revision = f"managed:{spec.managed}"
@@ -148,7 +155,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     own_store = store is None
     store = store or TrialStore.open(sink=sink)
     try:
-        with PeakMemory(device) as memory:
+        with PeakMemory("cpu" if engine == "llama.cpp" else device) as memory:
             began = time.perf_counter()
             _load(runner, entry, local, _LoadReporter(sink, entry.id, *position))
             load_s = time.perf_counter() - began
@@ -158,8 +165,10 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             settings = {**settings, "device": device, "dtype": dtype, "seed": seed}
             if spec.managed:  # the server's port changes from run to run; the trial is the same
                 settings = {**settings, "endpoint": f"managed: {spec.managed}"}
-            if spec.quant:
-                settings = {**settings, "engine": spec.engine, "quant": spec.quant.upper()}
+            if engine == "llama.cpp":  # in the key, so a llama.cpp trial never reuses a transformers one
+                settings = {**settings, "engine": engine, "quant": dtype}
+            elif spec.quant:
+                settings = {**settings, "engine": engine, "quant": spec.quant.upper()}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "strategy": spec.strategy, "settings": settings, "task": task.name})
             records, timing, status = _predict(task, runner, test, store, key, entry.id, spec, sink, cancel)
@@ -176,7 +185,9 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
                    "measured_by": "not measurable here: the process reused memory freed by an earlier model "
                                   "(run `sizer trial` for this model alone to measure it)"}
         speed, mem = _measured_before(store, key, speed, mem)
-        if not remote:
+        if engine == "llama.cpp":
+            mem.setdefault("predicted_bytes", trial_llamacpp.predicted_peak(entry, local, settings))
+        elif not remote:
             mem.setdefault("predicted_bytes", predicted_peak(entry, local, dtype, device, settings))
         else:
             speed, mem = {**speed, "measured": "remotely"}, remote.memory()

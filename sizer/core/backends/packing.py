@@ -15,8 +15,10 @@ prefix + s + c would give, at the cost of one forward pass over the pack.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported when a pack is built, so llama.cpp trials do not load it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ def make_packs(requests: list[Request], max_tokens: int, first_tokens: int | Non
 
 def build_pack(requests: list[Request], prefix_len: int) -> Pack:
     """Lay out `requests` after a prefix of `prefix_len` tokens (see module docstring)."""
+    import torch
+
     ids: list[int] = []
     positions: list[int] = []
     segment: list[int] = []      # which example a token belongs to

@@ -46,11 +46,20 @@ def make_runner(entry: ModelEntry, task: Any, spec: Any, local: LocalModel, devi
     raise SizerError(f"{entry.id}: no way to run a {entry.kind} model on a {task.kind} task with {spec.strategy}")
 
 
-def causal_loader(local: LocalModel, device: str, dtype: str, spec: Any):
+def causal_loader(local: LocalModel, device: str, dtype: str, spec: Any, entry: ModelEntry | None = None):
     """A function that loads the causal LM when the trial is ready to (so loading is measured);
-    the model held from the previous trial is reused when it is the same one."""
-    from sizer.core.backends.causal_lm import CausalLM
+    the model held from the previous trial is reused when it is the same one. The engine is
+    `spec.engine` (sizer.core.engines); transformers unless a spec names another."""
     from sizer.core.model_cache import get_or_load
+
+    engine = getattr(spec, "engine", "transformers") or "transformers"
+    if engine != "transformers":
+        from sizer.core.engines import get_engine
+
+        backend = get_engine(engine)
+        key = (engine, str(local.path), local.gguf_file, device)
+        return lambda: get_or_load(key, "cpu", lambda: backend.for_trial(entry, local, device, spec))
+    from sizer.core.backends.causal_lm import CausalLM
     from sizer.core.placement import torch_dtype
 
     key = ("causal", str(local.path), local.gguf_file, device, dtype)

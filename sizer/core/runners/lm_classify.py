@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from sizer.core import prompts
-from sizer.core.backends.causal_lm import CausalLM
 from sizer.core.backends.packing import Request
 from sizer.core.strategies import demonstrations
+
+if TYPE_CHECKING:  # the transformers backend imports torch; a llama.cpp trial does without it
+    from sizer.core.backends.causal_lm import CausalLM
 
 AUTO_SHOTS = 4           # demonstrations per label when the user does not say
 PREFIX_BUDGET = 2048     # tokens the shared prefix may take, at most
@@ -119,4 +121,4 @@ class LMClassifyRunner:
 def make(entry, task, spec, local, device, dtype, seed) -> LMClassifyRunner:
     from sizer.core.runners import causal_loader
 
-    return LMClassifyRunner(causal_loader(local, device, dtype, spec), entry.instruct, spec.strategy, spec.shots, seed)
+    return LMClassifyRunner(causal_loader(local, device, dtype, spec, entry), entry.instruct, spec.strategy, spec.shots, seed)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from sizer.core import prompts
-from sizer.core.backends.causal_lm import CausalLM
 from sizer.core.strategies import demonstrations
+
+if TYPE_CHECKING:  # the transformers backend imports torch; a llama.cpp trial does without it
+    from sizer.core.backends.causal_lm import CausalLM
 
 AUTO_SHOTS = 3
 
@@ -57,4 +59,4 @@ class LMGenerateRunner:
 def make(entry, task, spec, local, device, dtype, seed) -> LMGenerateRunner:
     from sizer.core.runners import causal_loader
 
-    return LMGenerateRunner(causal_loader(local, device, dtype, spec), entry.instruct, spec.strategy, spec.shots, seed)
+    return LMGenerateRunner(causal_loader(local, device, dtype, spec, entry), entry.instruct, spec.strategy, spec.shots, seed)
