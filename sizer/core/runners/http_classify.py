@@ -107,6 +107,7 @@ class HTTPClassifyRunner(LMClassifyRunner):
     def __init__(self, candidate: Any, strategy: str, shots: int | None, seed: int) -> None:
         super().__init__(lambda: RemoteLM.load(candidate), candidate.instruct, strategy, shots, seed)
         self.candidate = candidate
+        self.prefix_in_prepare = False  # the server keeps (or recomputes) the shared prefix itself
         self.method = ""
         self.top_n = 0          # the largest top-N the server accepts
         self.forced = False     # whether logit_bias-forced tokens report unbiased logprobs
