@@ -25,10 +25,10 @@ from sizer.core.estimate_experts import (
 from sizer.core.estimate_memory import gguf_file_bytes, param_groups, weights_term
 from sizer.core.estimate_speed import DECODE_EFFICIENCY, speed_estimate
 from sizer.core.hardware import simulated
-from sizer.core.paths import repo_root_catalogs
+from sizer.core.paths import shipped_catalogs
 from sizer.core.quant import parse_precision
 
-SHIPPED = repo_root_catalogs()
+SHIPPED = shipped_catalogs()
 QWEN = "Qwen/Qwen3-30B-A3B"
 MIXTRAL = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 GPT_OSS = "openai/gpt-oss-20b"

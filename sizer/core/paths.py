@@ -92,7 +92,6 @@ def demo_task() -> Path:
     return shipped_examples() / "banking.toml"
 
 
-repo_root_catalogs = shipped_catalogs  # the former name, kept for callers
 
 
 def data_dir() -> Path:
