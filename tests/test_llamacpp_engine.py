@@ -163,24 +163,25 @@ def test_label_loglik_with_the_reused_prefix_equals_one_plain_evaluation():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # llama.cpp scores one example per decode: ~20 s each on a busy 2-core CPU
 def test_llama_cpp_agrees_with_transformers_on_the_demo(tmp_path):
     """The shipped Q4_1 file run by llama.cpp and the same weights de-quantized to fp32 by
-    transformers choose the same label on >= 95% of 40 few-shot test examples. Measured: see
-    bench/README.md (bench/engines.py prints the same figure)."""
+    transformers choose the same label on >= 95% of 20 few-shot test examples (19 of 20). The
+    bench measures 40 (bench/README.md: 39 of 40)."""
     from sizer.core.store import TrialStore
     from sizer.core.task import load_task
     from sizer.core.trial import TrialSpec, run_trial
 
     task = load_task(DEMO)
     store = TrialStore.open(tmp_path / "trials.sqlite")
-    runs = {engine: run_trial(task, TrialSpec(model=SMOL, limit=40, device="cpu", engine=engine), store)
+    runs = {engine: run_trial(task, TrialSpec(model=SMOL, limit=20, device="cpu", engine=engine), store)
             for engine in ("transformers", "llama.cpp")}
     hf, lc = runs["transformers"], runs["llama.cpp"]
     assert hf.key != lc.key and lc.settings["engine"] == "llama.cpp" and lc.settings["quant"] == "Q4_1"
     a, b = store.done_examples(hf.key), store.done_examples(lc.key)
-    assert len(a) == len(b) == 40
+    assert len(a) == len(b) == 20
     agree = sum(a[i]["prediction"] == b[i]["prediction"] for i in a)
-    assert agree / 40 >= 0.95, f"{agree} of 40"
+    assert agree / 20 >= 0.95, f"{agree} of 20"
 
 
 def test_the_walk_runs_gguf_candidates_on_llama_cpp_only_when_asked():
