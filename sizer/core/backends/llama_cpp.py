@@ -216,18 +216,20 @@ class LlamaCppLM:
     # --- scoring -----------------------------------------------------------------------------
 
     def score(self, prefix: list[int], requests: list[Any], max_pack_tokens: int = 2048,
-              on_pack: Callable[[list[int], list[list[Score]]], None] | None = None) -> list[list[Score]]:
+              on_pack: Callable[[list[int], list[list[Score]]], None] | None = None,
+              cache: Any = None, first_pack_tokens: int | None = None) -> list[list[Score]]:
         """Score every continuation of every request (`.prompt`, `.continuations` token ids) after
         `prefix`. The prefix is evaluated once; each example's prompt once; each continuation
-        after it. `on_pack` is called with groups of requests of at most `max_pack_tokens` tokens,
-        as the transformers backend calls it."""
+        after it. `on_pack` is called with groups of requests of at most `max_pack_tokens` tokens
+        (the first of at most `first_pack_tokens`), as the transformers backend calls it. `cache`
+        (a `prefix_cache` handle) needs nothing more here: the KV cache already starts with it."""
         from sizer.core.backends.packing import make_packs
 
         self._truncate(len(prefix))
         after_prefix = self._sync(prefix)
         budget = max(1, min(max_pack_tokens, self._n_batch, self.max_context - len(prefix)))
         results: list[list[Score]] = [[] for _ in requests]
-        for indices in make_packs(requests, budget):
+        for indices in make_packs(requests, budget, first_tokens=first_pack_tokens):
             # One example per llama_decode: its prompt and all its labels. Several examples in
             # one call (disjoint sequences at the same positions) moved a later example's
             # log-likelihoods by up to 0.12 nats against a plain evaluation with llama-cpp-python
