@@ -175,6 +175,7 @@ def test_a_walk_announces_each_model_load_once_with_its_place(trial_env, tmp_pat
     model_cache.release()  # nothing held from an earlier test
     with TrialStore.open(tmp_path / "t.sqlite") as store:
         run = walk(spec, store=store, here=simulated("8 vCPU 32GB"), sink=seen.append)
+    assert not model_cache.holding()  # the run is over: its weights are freed
     announced = [(e.model, e.index, e.count) for e in seen if isinstance(e, events.ModelLoading) and not e.total]
     assert announced == [(MINILM, 1, 2), (TINY, 2, 2)]
     started = [(e.model, e.strategy) for e in seen if isinstance(e, events.TrialStarted)]

@@ -60,6 +60,11 @@ def reused_bytes() -> int:
     return _held["bytes"] if _held.get("reused") else 0
 
 
+def holding() -> bool:
+    """Whether a model is held now."""
+    return bool(_held)
+
+
 def release() -> None:
     """Drop the held model (before loading another, or when a run ends)."""
     if _held:

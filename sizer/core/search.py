@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-from sizer.core import events
+from sizer.core import events, model_cache
 from sizer.core.catalog import Catalog, ModelEntry, load_catalog
 from sizer.core.model_lookup import resolve_model
 from sizer.core.errors import SizerError
@@ -303,6 +303,7 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
         on_update(run)
         return run
     finally:
+        model_cache.release()  # a finished run holds no weights (the app stays open after it)
         if own_store:
             store.close()
 
