@@ -35,9 +35,9 @@ def child(payload: dict) -> None:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     sys.path.insert(0, str(ROOT))
-    from sizer.core.store import TrialStore
-    from sizer.core.task import load_task
-    from sizer.core.trial import TrialSpec, run_trial
+    from sizer.core.results.store import TrialStore
+    from sizer.core.task.spec import load_task
+    from sizer.core.trials.trial import TrialSpec, run_trial
 
     task = load_task(payload["task"])
     store = TrialStore.open(Path(payload["dir"]) / "trials.sqlite")

@@ -123,7 +123,7 @@ def model_kind(config: dict) -> str:
 
 
 def entry_for(name: str, config: dict, kind: str):
-    from sizer.core.catalog import entry_from_config
+    from sizer.core.catalog.model_catalog import entry_from_config
 
     return entry_from_config(name, config, {**CARD, "kind": kind})
 
@@ -133,9 +133,9 @@ def build_checkpoint(config: dict, kind: str, out: Path) -> None:
     import torch
     import transformers
 
-    from sizer.core.catalog_config import config_object
-    from sizer.core.estimate_memory import checkpoint_float
-    from sizer.core.quant import TORCH_NAMES
+    from sizer.core.catalog.from_config import config_object
+    from sizer.core.estimate.params import checkpoint_float
+    from sizer.core.quant.precision import TORCH_NAMES
 
     cfg = config_object(config)
     arch = (config.get("architectures") or [""])[0]
@@ -281,11 +281,11 @@ def quantize_gguf(source: str, out: str, ftype: int) -> None:
 
 def predict(entry, case: Case, device_kind: str) -> tuple[int, int]:
     """(estimator's peak, rule-of-thumb) in bytes for this case's loading path."""
-    from sizer.core.estimate_memory import inference_memory
-    from sizer.core.quant import FLOAT_BYTES, parse_precision
+    from sizer.core.estimate.memory import inference_memory
+    from sizer.core.quant.precision import FLOAT_BYTES, parse_precision
 
     if case.kind == "llama.cpp":
-        from sizer.core.estimate_llamacpp import llamacpp_parts, memory_on
+        from sizer.core.estimate.llamacpp import llamacpp_parts, memory_on
 
         precision = parse_precision(case.dtype)
         parts = llamacpp_parts(entry, precision, case.context, case.batch, "f16")
@@ -410,7 +410,7 @@ def child_measure_llamacpp(case: dict) -> dict:
     batch of tokens, inside the RSS high-water-mark measurement."""
     import llama_cpp
 
-    from sizer.core.measure import PeakMemory
+    from sizer.core.trials.measure import PeakMemory
 
     tokens = [100 + (7 * k) % 900 for k in range(min(case["context"], LLAMACPP_EVAL_TOKENS))]
     start = time.perf_counter()
@@ -428,7 +428,7 @@ def child_measure(case: dict, device: str) -> dict:
         return child_measure_llamacpp(case)
     import torch
 
-    from sizer.core.measure import PeakMemory
+    from sizer.core.trials.measure import PeakMemory
 
     _import_for(case)
     torch.set_grad_enabled(False)

@@ -56,9 +56,9 @@ def safetensors_folder(target: Path) -> Path:
 
 def one_trial(task, model: str, cache: Path, **spec_fields) -> tuple[dict, dict]:
     """A trial in its own trial cache (so no prediction is reused): (summary, records by example)."""
-    from sizer.core import model_cache
-    from sizer.core.store import TrialStore
-    from sizer.core.trial import TrialSpec, run_trial
+    from sizer.core.engines import model_cache
+    from sizer.core.results.store import TrialStore
+    from sizer.core.trials.trial import TrialSpec, run_trial
 
     os.environ["SIZER_CACHE_DIR"] = str(cache)
     model_cache.release()
@@ -100,9 +100,9 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("bench/gpu_engines.py needs a CUDA GPU", file=sys.stderr)
         return 2
-    from sizer.core import device_map
+    from sizer.core.engines import device_map
     from sizer.core.paths import shipped_examples
-    from sizer.core.task import load_task
+    from sizer.core.task.spec import load_task
 
     out: dict = {"gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
     with tempfile.TemporaryDirectory() as scratch_name:

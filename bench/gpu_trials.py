@@ -45,7 +45,8 @@ def build(repo_id: str, hub: Path, tokenizer: Path) -> float:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from sizer.core.catalog_build import config_path, read_config
+    from sizer.core.catalog.family_file import config_path
+    from sizer.core.catalog.build import read_config
     from sizer.core.paths import shipped_catalogs
 
     began = time.perf_counter()

@@ -9,7 +9,7 @@ same prompt text:
 2. they are exported as an lm-eval `multiple_choice` YAML task (context verbatim, choices =
    delimiter + label, no lm-eval few-shot) over a local JSONL file and scored by lm-eval's `hf`
    model class (HFLM) on a float32 safetensors copy of the very weights sizer loads;
-3. the same examples are scored by `sizer.core.trial.run_trial` with a fresh trial cache.
+3. the same examples are scored by `sizer.core.trials.trial.run_trial` with a fresh trial cache.
 
 Printed: examples/s of both (scoring time only; model load excluded for both), their ratio, the
 share of identical predictions, both accuracies, and sizer's achieved FLOP/s against the fp32/bf16
@@ -43,8 +43,9 @@ def log(text: str) -> None:
 def model_entry():
     """The catalog entry of SmolLM2-135M-Instruct; built from the catalog's sources when the
     family files have not been generated yet."""
-    from sizer.core.catalog import CARDS_FILE, catalog_dir, entry_from_config, load_catalog
-    from sizer.core.catalog_build import config_path, read_cards, read_config
+    from sizer.core.catalog.model_catalog import CARDS_FILE, catalog_dir, entry_from_config, load_catalog
+    from sizer.core.catalog.family_file import config_path
+    from sizer.core.catalog.build import read_cards, read_config
     from sizer.core.errors import SizerError
 
     try:
@@ -74,10 +75,10 @@ class Rendered:
 
 def render(entry, task, spec, device: str) -> Rendered:
     """sizer's own prompts for the limited test split, through its LM classify runner."""
-    from sizer.core.resolve import locate
-    from sizer.core.runners import make_runner
-    from sizer.core.split import split
-    from sizer.core.trial import limit_examples
+    from sizer.core.catalog.resolve import locate
+    from sizer.core.trials.runners import make_runner
+    from sizer.core.task.split import split
+    from sizer.core.trials.trial import limit_examples
 
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
@@ -207,8 +208,8 @@ def run_lm_eval(weights: Path, task_folder: Path, device: str, batch_size: int |
 
 
 def run_sizer(task, spec, entry, device: str, folder: Path) -> dict:
-    from sizer.core.store import TrialStore
-    from sizer.core.trial import run_trial
+    from sizer.core.results.store import TrialStore
+    from sizer.core.trials.trial import run_trial
 
     with TrialStore.open(folder / "trials.sqlite") as store:   # fresh cache: nothing is reused
         result = run_trial(task, spec, store=store, catalog=OneModel(entry))
@@ -252,7 +253,7 @@ class Work:
 def count_work(rendered: Rendered, task) -> Work:
     import torch
 
-    from sizer.core.backends.packing import Request, build_pack, make_packs
+    from sizer.core.engines.packing import Request, build_pack, make_packs
 
     runner, model = rendered.runner, rendered.runner.lm.model
     plan = runner.plan
@@ -279,8 +280,8 @@ def matmul_peak(device: str, remeasure: bool) -> tuple[float, str, float]:
     same measurement redone now with this run's torch threads (the machine may be shared)."""
     import torch
 
-    from sizer.core import microbench
-    from sizer.core.hardware import detect
+    from sizer.core.hardware import microbench
+    from sizer.core.hardware.profile import detect
 
     profile = detect(remeasure=remeasure)
     kind = torch.device(device).type
@@ -360,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from sizer.core.task import load_task
-    from sizer.core.trial import TrialSpec
+    from sizer.core.task.spec import load_task
+    from sizer.core.trials.trial import TrialSpec
 
     if args.threads:
         torch.set_num_threads(args.threads)

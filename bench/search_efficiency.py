@@ -21,10 +21,10 @@ import time
 
 
 def run_once(exhaustive: bool, args: argparse.Namespace) -> dict:
-    from sizer.core.search import RunSpec, walk
-    from sizer.core.store import TrialStore
-    from sizer.core.strategies import STRATEGIES
-    from sizer.core.task import load_task
+    from sizer.core.decide.walk import RunSpec, walk
+    from sizer.core.results.store import TrialStore
+    from sizer.core.trials.strategies import STRATEGIES
+    from sizer.core.task.spec import load_task
 
     strategies = tuple(args.strategies.split(",")) if args.strategies else STRATEGIES
     models = tuple(args.models.split(",")) if args.models else None

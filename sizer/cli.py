@@ -17,7 +17,7 @@ from typing import Sequence
 from sizer import __version__, commands
 from sizer.core.environment import check_numeric_settings
 from sizer.core.errors import SizerError
-from sizer.core.library_output import silence_libraries
+from sizer.core.engines.library_output import silence_libraries
 
 
 class _Parser(argparse.ArgumentParser):

@@ -39,7 +39,7 @@ def install() -> None:
 
 
 def _kill_after_batch(trial: int, batch: int) -> None:
-    from sizer.core.store import TrialStore
+    from sizer.core.results.store import TrialStore
 
     original = TrialStore.add_predictions
     keys: list[str] = []
@@ -77,7 +77,7 @@ def _fill(folder: Path) -> None:
 
 
 def _wrap_report_writes(fault_at: int, limit_bytes: int, fill_at: int = 0) -> None:
-    from sizer.core import report
+    from sizer.core.results import report
 
     original = report.write_report
     calls = [0]

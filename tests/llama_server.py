@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from sizer.core.resolve import package_dir
+from sizer.core.catalog.resolve import package_dir
 
 SERVED_NAME = "smollm2-135m-instruct"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

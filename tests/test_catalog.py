@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from sizer.cli import main
-from sizer.core.catalog import CARDS_FILE, Catalog, catalog_dir, entry_from_config, family_files, load_catalog
-from sizer.core.catalog_build import build, config_path, read_cards, read_config
-from sizer.core.catalog_config import count_parameters, quant_of, transformers_knows
-from sizer.core.catalog_file import entry_to_dict, write_family_file
+from sizer.core.catalog.model_catalog import CARDS_FILE, Catalog, catalog_dir, entry_from_config, family_files, load_catalog
+from sizer.core.catalog.build import build, read_cards, read_config
+from sizer.core.catalog.family_file import config_path
+from sizer.core.catalog.from_config import count_parameters, quant_of, transformers_knows
+from sizer.core.catalog.family_file import entry_to_dict, write_family_file
 from sizer.core.errors import SizerError
 
 SHIPPED = catalog_dir()
@@ -355,7 +356,7 @@ def test_cli_list_json_lists_every_shipped_model_with_its_config_copy(monkeypatc
 # vision tower ships as a separate mmproj file); Qwen's own GGUFs store the tied head untied (GitHub
 # code index file id 57553954757 reports 1,777,088,000 stored elements for qwen2.5-1.5b-instruct).
 # gemma-3-1b-it's tied embedding (a third of the model) is typed per tensor as llama-quantize does
-# (sizer.core.gguf_types), which is what its listed size needs.
+# (sizer.core.quant.gguf_types), which is what its listed size needs.
 _GGUF_SIZE_KNOWN = {
     ("google/gemma-3-4b-it", "Q4_K_M"): "text-only GGUF; the entry counts the vision tower",
     ("google/gemma-3-12b-it", "Q4_K_M"): "text-only GGUF; the entry counts the vision tower",
@@ -379,7 +380,7 @@ def _listed_gguf_sizes() -> list:
 def test_listed_gguf_size_matches_the_estimated_file(entry, quant, listed_gb):
     """A listed size the estimator cannot reproduce within 3% is a transcription slip or a
     file unlike the catalog entry (e.g. Llama-3.2-1B Q4_K_M: 0.81 GB listed, 0.800 GB estimated)."""
-    from sizer.core.estimate_memory import gguf_file_bytes
+    from sizer.core.estimate.memory import gguf_file_bytes
 
     estimated_gb = gguf_file_bytes(entry, quant)[0] / 1e9
     assert abs(estimated_gb - listed_gb) <= 0.03 * listed_gb
@@ -396,7 +397,7 @@ def test_causal_entry_matches_its_config_and_published_size(entry):
     assert abs(count - entry.published_params) <= 0.02 * entry.published_params, entry.published_params_note
     card = read_cards(SHIPPED / CARDS_FILE)[entry.id]
     rebuilt = entry_from_config(entry.id, config, {**card, "params": count})
-    assert rebuilt == entry, "the family TOML is stale: run `python -m sizer.core.catalog build`"
+    assert rebuilt == entry, "the family TOML is stale: run `python -m sizer.core.catalog.build`"
 
 
 # ------------------------------------------------------------------ CLI

@@ -12,9 +12,9 @@ import pytest
 from hub_fixture import FIXTURES, hub_server  # noqa: F401  (pytest fixture)
 
 from sizer.cli import main
-from sizer.core.catalog import GGUFRepo, entry_from_config, load_catalog
-from sizer.core.catalog_build import config_path
-from sizer.core.catalog_file import write_family_file
+from sizer.core.catalog.model_catalog import GGUFRepo, entry_from_config, load_catalog
+from sizer.core.catalog.family_file import config_path
+from sizer.core.catalog.family_file import write_family_file
 
 QWEN = "Qwen/Qwen2.5-0.5B-Instruct"
 QWEN_GGUF = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"

@@ -7,8 +7,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from sizer.core.backends.causal_lm import CausalLM, brute_force_loglik
-from sizer.core.backends.packing import Request, build_pack, make_packs
+from oracles import brute_force_loglik
+from sizer.core.engines.causal_lm import CausalLM
+from sizer.core.engines.packing import Request, build_pack, make_packs
 
 
 @pytest.fixture(scope="module", params=["sdpa", "eager"])

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from sizer.core import cgroup, hardware
-from sizer.core.cgroup import memory_limit
-from sizer.core.hardware import GIB
+from sizer.core.hardware import cgroup
+
+from sizer.core.hardware import profile as hardware
+from sizer.core.hardware.cgroup import memory_limit
+from sizer.core.hardware.profile import GIB
 
 V1_UNLIMITED = "9223372036854771712"  # what cgroup v1 writes when no limit is set
 
@@ -140,7 +142,7 @@ def test_a_stat_error_on_the_path_counts_as_no_cgroup_there(tmp_path, monkeypatc
 def test_the_hardware_screen_says_which_ram_applies():
     import dataclasses
 
-    from sizer.core.hardware import simulated
+    from sizer.core.hardware.profile import simulated
     from sizer.tui.screens.hardware import profile_lines
 
     profile = simulated("8 vCPU 32GB")

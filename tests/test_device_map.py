@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from sizer.core.catalog import load_catalog
-from sizer.core.device_map import GIB, device_map_kwargs, planned_placement
+from sizer.core.catalog.model_catalog import load_catalog
+from sizer.core.engines.device_map import GIB, device_map_kwargs, planned_placement
 from sizer.core.errors import SizerError
-from sizer.core.hardware import simulated
-from sizer.core.planning import plan_estimate
-from sizer.core.search import RunSpec, candidates
+from sizer.core.hardware.profile import simulated
+from sizer.core.estimate.planning import plan_estimate
+from sizer.core.decide.walk import RunSpec, candidates
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +79,9 @@ def test_a_device_map_load_scores_as_a_plain_load(trial_env):
     import torch
 
     from conftest import TINY
-    from sizer.core.backends.causal_lm import CausalLM
-    from sizer.core.backends.packing import Request
-    from sizer.core.resolve import locate
+    from sizer.core.engines.causal_lm import CausalLM
+    from sizer.core.engines.packing import Request
+    from sizer.core.catalog.resolve import locate
 
     local = locate(load_catalog().find(TINY))
     plain = CausalLM.load(local, "cpu", torch.float32)

@@ -17,13 +17,13 @@ from hub_fixture import hub_server  # noqa: F401  (pytest fixture)
 
 import tiny_models
 from sizer.cli import main
-from sizer.core import download as dl
-from sizer.core import download_plan as plan
-from sizer.core.catalog import Catalog, GGUFRepo, ModelEntry
-from sizer.core.download_progress import DownloadCancelled
+from sizer.core.download import fetch as dl
+from sizer.core.download import plan
+from sizer.core.catalog.model_catalog import Catalog, GGUFRepo, ModelEntry
+from sizer.core.download.progress import DownloadCancelled
 from sizer.core.errors import SizerError
 from sizer.core.events import Message, Progress
-from sizer.core.resolve import locate, package_dir
+from sizer.core.catalog.resolve import locate, package_dir
 
 SINGLE = "sizer-test/tiny-download"
 SHARDED = "sizer-test/tiny-sharded"

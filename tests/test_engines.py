@@ -15,15 +15,15 @@ from types import SimpleNamespace
 import pytest
 
 from sizer.cli import main
-from sizer.core.catalog import load_catalog
+from sizer.core.catalog.model_catalog import load_catalog
 from sizer.core.errors import SizerError
-from sizer.core.estimate import fit_report
-from sizer.core.estimate_llamacpp import split_counts
-from sizer.core.estimate_memory import gguf_file_bytes, weights_term
-from sizer.core.gguf_size import gguf_layout
-from sizer.core.hardware import simulated
-from sizer.core.planning import plan_estimate
-from sizer.core.quant import parse_precision
+from sizer.core.estimate.fit import fit_report
+from sizer.core.estimate.llamacpp import split_counts
+from sizer.core.estimate.memory import gguf_file_bytes, weights_term
+from sizer.core.quant.gguf_size import gguf_layout
+from sizer.core.hardware.profile import simulated
+from sizer.core.estimate.planning import plan_estimate
+from sizer.core.quant.precision import parse_precision
 
 GIB = 1024**3
 
@@ -233,7 +233,7 @@ def test_awq_checkpoint_is_about_5_2_gib(catalog):
 
 
 def test_quantization_config_is_read_from_a_config():
-    from sizer.core.prequant import read_quantization_config
+    from sizer.core.quant.prequant import read_quantization_config
 
     assert read_quantization_config({"quant_method": "gptq", "bits": 4, "group_size": 128}) == ("gptq", 4, 128)
     assert read_quantization_config({"quant_method": "fp8", "weight_block_size": [128, 128]}) == ("fp8", 8, 16384)
@@ -255,7 +255,7 @@ def test_gguf_through_transformers_computes_in_the_gpus_dtype(capsys):
 def test_trial_prediction_follows_the_trial_dtype(catalog):
     # the SmolLM2 GGUF de-quantized to bf16 holds 134,515,008 x 2 bytes of weights, to fp32 x 4:
     # the two predictions differ by at least the 269,030,016 bytes of weights
-    from sizer.core.trial import predicted_peak
+    from sizer.core.trials.trial import predicted_peak
 
     entry = catalog.get("HuggingFaceTB/SmolLM2-135M-Instruct")
     local = SimpleNamespace(gguf_file=entry.offline_file)

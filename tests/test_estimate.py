@@ -11,10 +11,10 @@ import json
 import pytest
 
 from sizer.cli import main
-from sizer.core.catalog import ModelEntry
+from sizer.core.catalog.model_catalog import ModelEntry
 from sizer.core.errors import SizerError
-from sizer.core.estimate import LEVELS, fit_report, report_to_dict
-from sizer.core.estimate_memory import (
+from sizer.core.estimate.fit import LEVELS, fit_report, report_to_dict
+from sizer.core.estimate.memory import (
     gguf_file_bytes,
     inference_memory,
     kv_cache_term,
@@ -23,9 +23,9 @@ from sizer.core.estimate_memory import (
     training_memory,
     weights_term,
 )
-from sizer.core.estimate_speed import decode_speed, prefill_speed
-from sizer.core.hardware import Device
-from sizer.core.quant import gguf_type_bits, parse_precision
+from sizer.core.estimate.speed import decode_speed, prefill_speed
+from sizer.core.hardware.profile import Device
+from sizer.core.quant.precision import gguf_type_bits, parse_precision
 
 GIB = 1024**3
 

@@ -63,7 +63,7 @@ def _decision(report: dict) -> dict:
 @pytest.fixture
 def env(trial_env, tmp_path) -> dict[str, str]:
     """trial_env with this machine's hardware figures measured once into its cache folder."""
-    from sizer.core.hardware import cache_path, detect
+    from sizer.core.hardware.profile import cache_path, detect
 
     detect()
     assert cache_path().exists()
@@ -198,12 +198,13 @@ def _python_memory_error() -> None:
 @pytest.mark.parametrize("allocation", [_allocate_too_much, _cuda_out_of_memory, _python_memory_error],
                          ids=["cpu-allocator", "cuda-oom", "memory-error"])
 def test_out_of_memory_in_a_trial_is_a_result_and_the_walk_goes_on(trial_env, tmp_path, monkeypatch, allocation):
-    from sizer.core import report, trial
+    from sizer.core.results import report
+    from sizer.core.trials import trial
     from sizer.core.events import TrialFinished
-    from sizer.core.hardware import simulated
-    from sizer.core.search import RunSpec, walk
-    from sizer.core.store import TrialStore
-    from sizer.core.task import load_task
+    from sizer.core.hardware.profile import simulated
+    from sizer.core.decide.walk import RunSpec, walk
+    from sizer.core.results.store import TrialStore
+    from sizer.core.task.spec import load_task
 
     real_make_runner = trial.make_runner
 

@@ -16,19 +16,19 @@ import tomli_w
 import torch
 
 from conftest import TINY
-from sizer.core import finetune
-from sizer.core.backends.causal_lm import CausalLM
-from sizer.core.catalog import load_catalog
-from sizer.core.learning_curve import estimate, learning_curve, nested_subsets
+from sizer.core.trials import finetune
+from sizer.core.engines.causal_lm import CausalLM
+from sizer.core.catalog.model_catalog import load_catalog
+from sizer.core.trials.learning_curve import estimate, learning_curve, nested_subsets
 from sizer.core.paths import shipped_examples
-from sizer.core.placement import torch_dtype
-from sizer.core.resolve import locate
-from sizer.core.runners import make_runner
-from sizer.core.runners.lm_finetune import validation_split
-from sizer.core.scoring import metric_for
-from sizer.core.split import split
-from sizer.core.task import load_task
-from sizer.core.trial import TrialSpec, run_trial
+from sizer.core.trials.placement import torch_dtype
+from sizer.core.catalog.resolve import locate
+from sizer.core.trials.runners import make_runner
+from sizer.core.trials.runners.lm_finetune import validation_split
+from sizer.core.trials.scoring import metric_for
+from sizer.core.task.split import split
+from sizer.core.task.spec import load_task
+from sizer.core.trials.trial import TrialSpec, run_trial
 from tiny_models import MINILM, banking_rows, write_task
 
 BANKING = str(shipped_examples() / "banking.toml")
@@ -280,8 +280,8 @@ def test_encoder_head_beats_chance_widely_with_a_learning_curve(trial_env):
 
 @pytest.mark.slow
 def test_encoder_contrastive_tuning_stops_on_its_budget(trial_env):
-    from sizer.core.backends.encoder import Encoder
-    from sizer.core.runners.encoder_head import contrastive_pairs, tune_contrastive
+    from sizer.core.engines.encoder import Encoder
+    from sizer.core.trials.runners.encoder_head import contrastive_pairs, tune_contrastive
 
     task = load_task(BANKING)
     train, _ = split(task)

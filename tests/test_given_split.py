@@ -13,11 +13,11 @@ import pytest
 
 from conftest import TINY
 from sizer.cli import main
-from sizer.core import trial as trial_module
+from sizer.core.trials import trial as trial_module
 from sizer.core.errors import SizerError
-from sizer.core.split import split
-from sizer.core.task import load_task
-from sizer.core.trial import TrialSpec, run_trial
+from sizer.core.task.split import split
+from sizer.core.task.spec import load_task
+from sizer.core.trials.trial import TrialSpec, run_trial
 from tiny_models import banking_rows
 
 LABELS = ("card_arrival", "exchange_rate", "change_pin")

@@ -10,9 +10,12 @@ import tomllib
 import pytest
 
 from sizer.cli import main
-from sizer.core import cgroup, gpu_specs, hardware, microbench
+from sizer.core.hardware import cgroup
+from sizer.core.hardware import gpu_specs
+from sizer.core.hardware import profile as hardware
+from sizer.core.hardware import microbench
 from sizer.core.errors import SizerError
-from sizer.core.hardware import GIB, HardwareProfile, detect, simulated
+from sizer.core.hardware.profile import GIB, HardwareProfile, detect, simulated
 
 
 @pytest.fixture
@@ -434,7 +437,7 @@ def test_remeasure_with_profile_is_usage_error(capsys):
 
 def test_simulated_profiles_do_not_import_torch():
     code = (
-        "import sys\nfrom sizer.core.hardware import simulated\n"
+        "import sys\nfrom sizer.core.hardware.profile import simulated\n"
         "simulated('2x RTX 4090'); simulated('8 vCPU 32GB')\nprint('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

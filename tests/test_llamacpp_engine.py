@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from sizer.cli import main
-from sizer.core.backends.llama_cpp import offload_kwargs
-from sizer.core.catalog import load_catalog
+from sizer.core.engines.llama_cpp import offload_kwargs
+from sizer.core.catalog.model_catalog import load_catalog
 from sizer.core.engines import ENGINES, engine_name, get_engine
 from sizer.core.errors import SizerError
-from sizer.core.hardware import simulated
-from sizer.core.planning import plan_estimate
+from sizer.core.hardware.profile import simulated
+from sizer.core.estimate.planning import plan_estimate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = str(ROOT / "examples" / "banking.toml")
@@ -26,7 +26,7 @@ SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def _smol_gguf() -> Path:
-    from sizer.core.resolve import locate
+    from sizer.core.catalog.resolve import locate
 
     local = locate(load_catalog().get(SMOL))
     return local.path / local.gguf_file
@@ -137,9 +137,9 @@ def test_quant_that_is_not_here_lists_the_files_there(capsys):
 def test_label_loglik_with_the_reused_prefix_equals_one_plain_evaluation():
     import numpy as np
 
-    from sizer.core.backends.llama_cpp import LlamaCppLM, log_softmax_at
-    from sizer.core.backends.packing import Request
-    from sizer.core.resolve import locate
+    from sizer.core.engines.llama_cpp import LlamaCppLM, log_softmax_at
+    from sizer.core.engines.packing import Request
+    from sizer.core.catalog.resolve import locate
 
     lm = LlamaCppLM.load(locate(load_catalog().get(SMOL)), n_threads=1, n_ctx=512)
     prefix = lm.encode("Sort each message into card or transfer.\nMessage: my card is lost\nLabel: card\n")
@@ -168,9 +168,9 @@ def test_llama_cpp_agrees_with_transformers_on_the_demo(tmp_path):
     """The shipped Q4_1 file run by llama.cpp and the same weights de-quantized to fp32 by
     transformers choose the same label on >= 95% of 20 few-shot test examples (19 of 20). The
     bench measures 40 (bench/README.md: 39 of 40)."""
-    from sizer.core.store import TrialStore
-    from sizer.core.task import load_task
-    from sizer.core.trial import TrialSpec, run_trial
+    from sizer.core.results.store import TrialStore
+    from sizer.core.task.spec import load_task
+    from sizer.core.trials.trial import TrialSpec, run_trial
 
     task = load_task(DEMO)
     store = TrialStore.open(tmp_path / "trials.sqlite")
@@ -185,7 +185,7 @@ def test_llama_cpp_agrees_with_transformers_on_the_demo(tmp_path):
 
 
 def test_the_walk_runs_gguf_candidates_on_llama_cpp_only_when_asked():
-    from sizer.core.trial_llamacpp import walk_engine
+    from sizer.core.trials.llamacpp import walk_engine
 
     catalog = load_catalog()
     smol = catalog.get(SMOL)
@@ -200,9 +200,9 @@ def test_the_walk_runs_gguf_candidates_on_llama_cpp_only_when_asked():
 def test_inside_a_run_a_gguf_that_does_not_load_is_an_error_trial_and_the_walk_goes_on(trial_env, tmp_path):
     from conftest import TINY
 
-    from sizer.core.search import RunSpec, walk
-    from sizer.core.store import TrialStore
-    from sizer.core.task import load_task
+    from sizer.core.decide.walk import RunSpec, walk
+    from sizer.core.results.store import TrialStore
+    from sizer.core.task.spec import load_task
 
     # A truncated copy is refused when the run reads the candidate's header (one line, see above);
     # this copy reads fine but names a tokenizer llama.cpp does not know, so it fails in the trial.

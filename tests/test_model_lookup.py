@@ -14,10 +14,10 @@ from hub_fixture import hub_server  # noqa: F401  (pytest fixture)
 
 import tiny_models
 from sizer.cli import main
-from sizer.core.catalog import load_catalog
-from sizer.core.catalog_file import write_family_file
-from sizer.core.model_lookup import resolve_model
-from sizer.core.resolve import locate, package_dir
+from sizer.core.catalog.model_catalog import load_catalog
+from sizer.core.catalog.family_file import write_family_file
+from sizer.core.catalog.lookup import resolve_model
+from sizer.core.catalog.resolve import locate, package_dir
 
 SMOL = "HuggingFaceTB/SmolLM2-1.7B-Instruct"   # in the stand-in's recorded fixtures
 LLAMA = "meta-llama/Llama-3.2-1B-Instruct"     # gated there
@@ -231,7 +231,7 @@ def test_trial_and_run_on_a_model_folder(trial_env, tiny_hub, tmp_path, capsys):
 def test_the_app_adds_a_model_folder_typed_in_the_search_box(folder, sizer_home):
     import asyncio
 
-    from sizer.core.hardware import simulated
+    from sizer.core.hardware.profile import simulated
     from sizer.core.paths import demo_task
     from sizer.tui.app import SizerApp
 

@@ -10,23 +10,25 @@ import dataclasses
 
 import pytest
 
-from sizer.core.catalog import CARDS_FILE, load_catalog
-from sizer.core.catalog_build import config_path, read_cards, read_config
-from sizer.core.catalog_file import entry_from_dict, entry_to_dict, read_family_file, write_family_file
+from sizer.core.catalog.model_catalog import CARDS_FILE, load_catalog
+from sizer.core.catalog.family_file import config_path
+from sizer.core.catalog.build import read_cards, read_config
+from sizer.core.catalog.family_file import entry_from_dict, entry_to_dict, read_family_file, write_family_file
 from sizer.core.errors import SizerError
-from sizer.core.estimate import fit_report
-from sizer.core.estimate_experts import (
+from sizer.core.estimate.fit import fit_report
+from sizer.core.estimate.experts import (
     active_params,
     decode_read_bytes,
     expert_params,
     expert_weight_bytes,
     shipped_weight_bytes,
 )
-from sizer.core.estimate_memory import gguf_file_bytes, param_groups, weights_term
-from sizer.core.estimate_speed import DECODE_EFFICIENCY, speed_estimate
-from sizer.core.hardware import simulated
+from sizer.core.estimate.memory import gguf_file_bytes, weights_term
+from sizer.core.estimate.params import param_groups
+from sizer.core.estimate.speed import DECODE_EFFICIENCY, speed_estimate
+from sizer.core.hardware.profile import simulated
 from sizer.core.paths import shipped_catalogs
-from sizer.core.quant import parse_precision
+from sizer.core.quant.precision import parse_precision
 
 SHIPPED = shipped_catalogs()
 QWEN = "Qwen/Qwen3-30B-A3B"
@@ -92,7 +94,7 @@ def test_expert_weights_match_the_meta_device_build(catalog, repo_id):
     import torch
     import transformers
 
-    from sizer.core.catalog_config import config_object
+    from sizer.core.catalog.from_config import config_object
 
     entry = catalog.get(repo_id)
     config = read_config(config_path(SHIPPED, repo_id))
@@ -217,7 +219,7 @@ def test_bad_moe_fields_name_the_field(catalog, change, message):
 
 def test_shared_experts_and_dense_layers_from_a_deepseek_style_config():
     """DeepSeek-V2-Lite-style keys: 64 routed experts, 2 shared of the expert width, first layer dense."""
-    from sizer.core.catalog_config import _moe_fields
+    from sizer.core.catalog.from_config import _moe_fields
 
     text = dataclasses.make_dataclass("Text", [])()
     for key, value in {"n_routed_experts": 64, "num_experts_per_tok": 6, "moe_intermediate_size": 1408,
@@ -250,7 +252,7 @@ def test_the_models_screen_downloads_gpt_oss_packed(catalog):
 
 
 def test_offloaded_moe_layers_cross_pcie_whole(catalog):
-    from sizer.core.estimate_speed import PCIE_GBS
+    from sizer.core.estimate.speed import PCIE_GBS
 
     qwen = catalog.get(QWEN)
     report = fit_report(qwen, parse_precision("bf16"), 4096, 1, simulated("1x RTX 4090").devices(), True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import tiny_models
-from sizer.core.catalog import family_files, load_catalog
+from sizer.core.catalog.model_catalog import family_files, load_catalog
 from sizer.core.paths import shipped_catalogs, shipped_examples
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 from tqdm import tqdm
 
-from sizer.core import events, model_cache
-from sizer.core.backends.packing import Request, make_packs
-from sizer.core.library_output import report_bars
-from sizer.core.runners.encoder_classify import batches
+from sizer.core import events
+
+from sizer.core.engines import model_cache
+from sizer.core.engines.packing import Request, make_packs
+from sizer.core.engines.library_output import report_bars
+from sizer.core.trials.runners.encoder_classify import batches
 from tiny_models import MINILM, SMOLLM2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +38,7 @@ SIZER_LINE = re.compile(
 def quiet_bars(monkeypatch):
     """As after `silence_libraries()` without --debug (an in-process `main(["--debug", ...])` of an
     earlier test may have left it showing)."""
-    from sizer.core import library_output
+    from sizer.core.engines import library_output
 
     monkeypatch.setattr(library_output, "_show_bars", False)
 
@@ -165,10 +167,10 @@ def test_a_walk_announces_each_model_load_once_with_its_place(trial_env, tmp_pat
     """MiniLM (22.7M) is the reference, then the tiny causal LM tops its own ladder: two loads, "1 of
     2" and "2 of 2"; each model's second strategy reuses the held model and announces nothing."""
     from conftest import TINY
-    from sizer.core.hardware import simulated
-    from sizer.core.search import RunSpec, walk
-    from sizer.core.store import TrialStore
-    from sizer.core.task import load_task
+    from sizer.core.hardware.profile import simulated
+    from sizer.core.decide.walk import RunSpec, walk
+    from sizer.core.results.store import TrialStore
+    from sizer.core.task.spec import load_task
 
     seen: list[events.Event] = []
     spec = RunSpec(task=load_task(BANKING), models=(TINY, MINILM), strategies=("zero-shot", "few-shot"), limit=16)

@@ -17,10 +17,10 @@ import pytest
 from conftest import TINY
 from sizer.core.errors import SizerError
 from sizer.core.paths import shipped_examples
-from sizer.core.runners.http_classify import by_index, prompt_logprobs_body, prompt_token_logprobs
-from sizer.core.store import TrialStore
-from sizer.core.task import load_task
-from sizer.core.trial import TrialSpec, run_trial
+from sizer.core.trials.runners.http_classify import by_index, prompt_logprobs_body, prompt_token_logprobs
+from sizer.core.results.store import TrialStore
+from sizer.core.task.spec import load_task
+from sizer.core.trials.trial import TrialSpec, run_trial
 
 BANKING = str(shipped_examples() / "banking.toml")
 
@@ -146,8 +146,8 @@ def test_a_trial_on_prompt_logprobs_scores_as_local_transformers(trial_env):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sizer.core.catalog import load_catalog
-    from sizer.core.resolve import locate
+    from sizer.core.catalog.model_catalog import load_catalog
+    from sizer.core.catalog.resolve import locate
 
     local = locate(load_catalog().find(TINY))
     model = AutoModelForCausalLM.from_pretrained(local.path, dtype=torch.float32).eval()

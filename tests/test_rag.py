@@ -11,17 +11,18 @@ import torch
 
 from conftest import TINY
 from sizer.cli import main
-from sizer.core import retrieval
-from sizer.core.backends.causal_lm import CausalLM, brute_force_loglik
-from sizer.core.catalog import load_catalog
+from sizer.core.trials import retrieval
+from oracles import brute_force_loglik
+from sizer.core.engines.causal_lm import CausalLM
+from sizer.core.catalog.model_catalog import load_catalog
 from sizer.core.paths import shipped_examples
-from sizer.core.resolve import locate
-from sizer.core.runners.lm_rag import PASSAGES, KNNClassifyRunner, RAGGenerateRunner, nearest_demonstrations
-from sizer.core.split import split
-from sizer.core.store import TrialStore
-from sizer.core.strategies import STRATEGIES
-from sizer.core.task import load_task
-from sizer.core.trial import TrialSpec, limit_examples, run_trial
+from sizer.core.catalog.resolve import locate
+from sizer.core.trials.runners.lm_rag import PASSAGES, KNNClassifyRunner, RAGGenerateRunner, nearest_demonstrations
+from sizer.core.task.split import split
+from sizer.core.results.store import TrialStore
+from sizer.core.trials.strategies import STRATEGIES
+from sizer.core.task.spec import load_task
+from sizer.core.trials.trial import TrialSpec, limit_examples, run_trial
 from tiny_models import MINILM, SMOLLM2, write_task
 
 EXAMPLES = shipped_examples()

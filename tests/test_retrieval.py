@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sizer.core import retrieval
+from sizer.core.trials import retrieval
 from sizer.core.errors import SizerError
-from sizer.core.retrieval import Chunk, Chunking, chunk_text, recall_at_k
+from sizer.core.trials.retrieval import Chunk, Chunking, chunk_text, recall_at_k
 
 
 # ---- chunking ------------------------------------------------------------------------------

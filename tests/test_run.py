@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from sizer.cli import main
-from sizer.core import report, verdict
-from sizer.core.hardware import simulated
-from sizer.core.search import RunSpec, _ladder_order, walk
-from sizer.core.store import TrialStore
-from sizer.core.task import load_task
+from sizer.core.results import report
+from sizer.core.decide import verdict
+from sizer.core.hardware.profile import simulated
+from sizer.core.decide.walk import RunSpec, _ladder_order, walk
+from sizer.core.results.store import TrialStore
+from sizer.core.task.spec import load_task
 
 from conftest import TINY
 

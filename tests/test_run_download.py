@@ -15,9 +15,9 @@ from test_download import GATED, SHARDED, SINGLE, entries, models  # noqa: F401 
 
 import tiny_models
 from sizer.cli import main
-from sizer.core.download_progress import human_bytes
-from sizer.core import download_plan
-from sizer.core.download_run import _bisection_order, fetch_models, walk_order
+from sizer.core.download.progress import human_bytes
+from sizer.core.download import plan as download_plan
+from sizer.core.download.in_run import _bisection_order, fetch_models, walk_order
 from sizer.core.events import DownloadFinished
 
 BANKING = "examples/banking.toml"
@@ -207,8 +207,8 @@ def test_walk_order_puts_the_reference_then_ladder_tops_then_bisection_probes():
 def test_models_screen_downloads_the_selected_model_with_d(run_hub, models, tmp_path):
     import asyncio
 
-    from sizer.core.catalog import load_catalog
-    from sizer.core.hardware import simulated
+    from sizer.core.catalog.model_catalog import load_catalog
+    from sizer.core.hardware.profile import simulated
     from sizer.tui.app import SizerApp
     from sizer.tui.entry import demo_task
 
@@ -246,8 +246,8 @@ def test_x_on_the_models_screen_stops_a_download_and_leaves_no_partial_file(run_
     import asyncio
     import threading
 
-    from sizer.core import download_run
-    from sizer.core.hardware import simulated
+    from sizer.core.download import in_run as download_run
+    from sizer.core.hardware.profile import simulated
     from sizer.tui.app import SizerApp
     from sizer.tui.entry import demo_task
 

@@ -11,13 +11,14 @@ from types import SimpleNamespace
 import pytest
 
 from sizer.cli import main
-from sizer.core import report, rungs
-from sizer.core.catalog import load_catalog
-from sizer.core.sample_size import mcnemar_n, paired_gap
-from sizer.core.scoring import Metric
-from sizer.core.search import TrialOutcome
-from sizer.core.serve_command import serve_plan
-from sizer.core.trial import TrialResult, TrialSpec
+from sizer.core.results import report
+from sizer.core.quant import rungs
+from sizer.core.catalog.model_catalog import load_catalog
+from sizer.core.decide.sample_size import mcnemar_n, paired_gap
+from sizer.core.trials.scoring import Metric
+from sizer.core.decide.walk import TrialOutcome
+from sizer.core.engines.serve_command import serve_plan
+from sizer.core.trials.trial import TrialResult, TrialSpec
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -243,10 +244,10 @@ def test_show_reads_schema_2_and_schema_1_and_refuses_others(tmp_path, capsys):
 @pytest.mark.slow
 def test_walk_goes_down_the_rungs_of_the_shipped_smollm2_and_names_the_serve_command(tmp_path, monkeypatch):
     pytest.importorskip("llama_cpp")
-    from sizer.core.hardware import simulated
-    from sizer.core.search import RunSpec, walk
-    from sizer.core.store import TrialStore
-    from sizer.core.task import load_task
+    from sizer.core.hardware.profile import simulated
+    from sizer.core.decide.walk import RunSpec, walk
+    from sizer.core.results.store import TrialStore
+    from sizer.core.task.spec import load_task
 
     monkeypatch.setenv("SIZER_CACHE_DIR", str(tmp_path / "cache"))
     spec = RunSpec(task=load_task("examples/banking.toml"), models=(SMOLLM2,), strategies=("zero-shot",), limit=24,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sizer.core.errors import SizerError
-from sizer.core.scoring import (
+from sizer.core.trials.scoring import (
     DEFAULT_METRIC,
     accuracy,
     bootstrap_interval,
@@ -241,7 +241,7 @@ def test_metric_for_dispatches_and_rejects_mismatches():
 
 
 def test_contains_matches_whole_normalised_answers_only():
-    from sizer.core.scoring import contains
+    from sizer.core.trials.scoring import contains
 
     m = contains(["38", "Mira Halvorsen", "12"],
                  ["The daily meal allowance is 38 euros.", "It is mira halvorsen", "It takes 120 days"])

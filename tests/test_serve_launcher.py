@@ -18,15 +18,17 @@ import pytest
 import llama_server
 from sizer.cli import main
 from sizer.core import events
-from sizer.core.catalog import load_catalog
+from sizer.core.catalog.model_catalog import load_catalog
 from sizer.core.errors import SizerError
-from sizer.core.hardware import simulated
+from sizer.core.hardware.profile import simulated
 from sizer.core.paths import shipped_examples
-from sizer.core.resolve import LocalModel, package_dir
-from sizer.core import serve_launcher
-from sizer.core.serve_launcher import group_alive, parse_serve_engine, recipe_for, vllm_recipe
-from sizer.core.task import load_task
-from sizer.core.trial import TrialCancelled, TrialSpec, run_trial
+from sizer.core.catalog.resolve import LocalModel, package_dir
+from sizer.core.engines import serve_launcher
+from sizer.core.engines.serve_launcher import group_alive, parse_serve_engine, recipe_for, vllm_recipe
+from sizer.core.task.spec import load_task
+from sizer.core.errors import TrialCancelled
+from sizer.core.trials.served import run_trial_spec
+from sizer.core.trials.trial import TrialSpec
 from tiny_models import SMOLLM2, SMOLLM2_GGUF
 
 BANKING = str(shipped_examples() / "banking.toml")
@@ -45,7 +47,7 @@ def test_vllm_recipe_takes_tensor_parallel_and_context_from_the_plan(monkeypatch
     """Qwen2.5-7B-Instruct in bf16 (15.2 GB of weights) does not fit one RTX 4090 (24 GB x 0.9 =
     21.6 GB, less the CUDA graphs, activations and a useful KV pool), so the vLLM plan splits it
     tensor parallel over both cards; its 28 attention heads divide by 2."""
-    from sizer.core.planning import plan_estimate
+    from sizer.core.estimate.planning import plan_estimate
 
     monkeypatch.setattr(serve_launcher, "_has_cuda", lambda: True)
     monkeypatch.setattr(serve_launcher.shutil, "which", lambda name: sys.executable)  # an existing file stands in for the vllm script
@@ -98,7 +100,7 @@ def test_serve_and_endpoint_together_are_refused(trial_env, capsys):
 
 def test_llamacpp_recipe_needs_a_gguf(trial_env):
     from conftest import TINY
-    from sizer.core.resolve import locate
+    from sizer.core.catalog.resolve import locate
 
     entry = load_catalog().find(TINY)
     with pytest.raises(SizerError, match="llama.cpp's server runs GGUF files"):
@@ -111,7 +113,7 @@ def test_guard_takes_the_whole_group_down_when_its_parent_is_killed(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(
         "import subprocess, sys, time\n"
-        "from sizer.core.serve_launcher import ManagedServer, Recipe\n"
+        "from sizer.core.engines.serve_launcher import ManagedServer, Recipe\n"
         "from pathlib import Path\n"
         "grandchild = 'import subprocess, sys, time; subprocess.Popen([sys.executable, \"-c\", \"import time; time.sleep(600)\"]); time.sleep(600)'\n"
         "r = Recipe('llama.cpp', (sys.executable, '-c', grandchild), 'x', 'x')\n"
@@ -196,7 +198,7 @@ def test_a_managed_server_is_started_used_and_stopped(need_server, trial_env, tm
             seen.append(event.text)
 
     task = _yes_no_task(tmp_path)
-    result = run_trial(task, TrialSpec(model=SMOLLM2, strategy="zero-shot", limit=2, serve="llama.cpp"), sink=sink)
+    result = run_trial_spec(task, TrialSpec(model=SMOLLM2, strategy="zero-shot", limit=2, serve="llama.cpp"), sink=sink)
     url, group = HEALTHY.search(" ".join(seen)).groups()
     assert result.metric.n == 2 and result.settings["scoring"] == "next-token-logprobs"
     assert result.settings["endpoint"].startswith("managed: llama.cpp ") and url not in result.settings["endpoint"]
@@ -205,7 +207,7 @@ def test_a_managed_server_is_started_used_and_stopped(need_server, trial_env, tm
     assert 100 * 2**20 < result.memory["peak_bytes"] < 2 * 2**30
     assert not group_alive(int(group)) and not serve_launcher.healthy(url, "smollm2-135m-instruct")
     # the same trial again is the same cache key, although the new server listens on another port
-    again = run_trial(task, TrialSpec(model=SMOLLM2, strategy="zero-shot", limit=2, serve="llama.cpp"))
+    again = run_trial_spec(task, TrialSpec(model=SMOLLM2, strategy="zero-shot", limit=2, serve="llama.cpp"))
     assert again.key == result.key and again.speed["cached"] == 2
 
 
@@ -221,7 +223,7 @@ def test_cancel_stops_the_server(need_server, trial_env, tmp_path):
             cancel.set()  # after the first scored example
 
     with pytest.raises(TrialCancelled):
-        run_trial(_yes_no_task(tmp_path), TrialSpec(model=SMOLLM2, strategy="zero-shot", serve="llama.cpp"),
+        run_trial_spec(_yes_no_task(tmp_path), TrialSpec(model=SMOLLM2, strategy="zero-shot", serve="llama.cpp"),
                   sink=sink, cancel=cancel)
     assert groups and not group_alive(groups[0])
 

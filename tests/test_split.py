@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sizer.core.split import allocate, holdout_count, split, stratified_split
-from sizer.core.task import Example, example_id, load_task, normalise
+from sizer.core.task.split import allocate, holdout_count, split, stratified_split
+from sizer.core.task.spec import Example, example_id, load_task, normalise
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "banking.toml"
 
@@ -94,7 +94,7 @@ def test_split_is_independent_of_file_order():
 def test_split_is_the_same_in_a_fresh_interpreter_with_another_hash_seed():
     task = load_task(DEMO)
     here = [e.id for e in split(task)[1]]
-    code = ("from sizer.core.task import load_task, split\n"
+    code = ("from sizer.core.task.spec import load_task, split\n"
             f"print(','.join(e.id for e in split(load_task({str(DEMO)!r}))[1]))\n")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)

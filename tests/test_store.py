@@ -15,7 +15,7 @@ import pytest
 
 from sizer.cli import main
 from sizer.core.errors import SizerError
-from sizer.core.store import SCHEMA_VERSION, TrialStore, content_hash, is_secret_key, read_info, redact, trial_key
+from sizer.core.results.store import SCHEMA_VERSION, TrialStore, content_hash, is_secret_key, read_info, redact, trial_key
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -138,7 +138,7 @@ BATCH = 1000
 CHILD = textwrap.dedent(
     """
     import sys
-    from sizer.core.store import TrialStore
+    from sizer.core.results.store import TrialStore
     path, key, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
     store = TrialStore.open(path)
     store.start_trial(key, {"model": "m"})
@@ -209,7 +209,7 @@ def test_kill_9_loses_at_most_the_batch_in_flight(tmp_path, kill_at):
 WRITER = textwrap.dedent(
     """
     import sys
-    from sizer.core.store import TrialStore
+    from sizer.core.results.store import TrialStore
     path, name = sys.argv[1], sys.argv[2]
     with TrialStore.open(path) as store:
         for key in ("shared", name):

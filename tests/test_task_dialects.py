@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sizer.core.errors import SizerError
-from sizer.core.task import load_task
+from sizer.core.task.spec import load_task
 
 ROWS = [
     ("I was charged twice this month, why?", "billing"),   # a comma: quoted in CSV

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from sizer.core.hardware import simulated
-from sizer.core.task import ROW_KEYS, TABLE_KEYS, TOP_KEYS, Task, load_task
-from sizer.core.task_write import dump_task, save_task
+from sizer.core.hardware.profile import simulated
+from sizer.core.task.spec import ROW_KEYS, TABLE_KEYS, TOP_KEYS, Task, load_task
+from sizer.core.task.write import dump_task, save_task
 from sizer.tui import task_form
 from sizer.tui.app import SizerApp
 from sizer.tui.screens.dialogs import PathDialog

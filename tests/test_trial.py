@@ -14,16 +14,17 @@ import torch
 
 from conftest import NOT_DOWNLOADED, TINY, TINY_PICKLE, TINY_REMOTE, TINY_SHORT
 from sizer.cli import main
-from sizer.core.backends.causal_lm import CausalLM, brute_force_loglik
-from sizer.core.catalog import family_files, load_catalog
+from oracles import brute_force_loglik
+from sizer.core.engines.causal_lm import CausalLM
+from sizer.core.catalog.model_catalog import family_files, load_catalog
 from sizer.core.errors import SizerError
 from sizer.core.paths import shipped_catalogs, shipped_examples
-from sizer.core.resolve import locate
-from sizer.core.runners.lm_classify import LMClassifyRunner
-from sizer.core.split import split
-from sizer.core.store import TrialStore
-from sizer.core.task import load_task
-from sizer.core.trial import TrialSpec, limit_examples, run_trial
+from sizer.core.catalog.resolve import locate
+from sizer.core.trials.runners.lm_classify import LMClassifyRunner
+from sizer.core.task.split import split
+from sizer.core.results.store import TrialStore
+from sizer.core.task.spec import load_task
+from sizer.core.trials.trial import TrialSpec, limit_examples, run_trial
 from tiny_models import MINILM, SMOLLM2, banking_rows, write_task
 
 BANKING = str(shipped_examples() / "banking.toml")
@@ -106,7 +107,7 @@ def test_smollm2_gguf_few_shot(trial_env, capsys):
 
 def test_shipped_catalog_locates_the_offline_models():
     if not family_files(shipped_catalogs()):
-        pytest.skip("catalogs/*.toml not generated yet (python -m sizer.core.catalog build)")
+        pytest.skip("catalogs/*.toml not generated yet (python -m sizer.core.catalog.build)")
     catalog = load_catalog()
     for model_id in (SMOLLM2, MINILM):
         assert locate(catalog.get(model_id)).path.exists()

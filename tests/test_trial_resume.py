@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from sizer.cli import main
-from sizer.core.split import split
-from sizer.core.store import TrialStore, default_path
-from sizer.core.task import load_task
+from sizer.core.task.split import split
+from sizer.core.results.store import TrialStore, default_path
+from sizer.core.task.spec import load_task
 from tiny_models import MINILM, banking_rows, write_task
 
 LABELS = ("card_arrival", "lost_or_stolen_card", "declined_card_payment", "exchange_rate",
@@ -76,6 +76,7 @@ def test_killed_trial_resumes_without_rescoring(trial_env, tmp_path, monkeypatch
         [trial] = store.trials()
         predictions = store.done_examples(trial["key"])
     assert trial["predictions"] == TEST_SIZE and trial["finished"] is not None
+    assert trial["revision"] == resumed["revision"] and trial["revision"]  # the snapshot the trial ran on
     _, test = split(load_task(task_path))
     assert sorted(predictions) == sorted(e.id for e in test)
 

@@ -14,8 +14,8 @@ import pytest
 from textual import events as textual_events
 
 from sizer.core import events
-from sizer.core.hardware import simulated
-from sizer.core.task import load_task
+from sizer.core.hardware.profile import simulated
+from sizer.core.task.spec import load_task
 from sizer.tui.app import SizerApp
 from sizer.tui.bridge import CoreEvent
 from sizer.tui.entry import HEADLESS_HINT, demo_task, launch

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sizer.core import events
-from sizer.core.hardware import simulated
-from sizer.core.recommend import Recommendation
+from sizer.core.hardware.profile import simulated
+from sizer.core.decide.recommend import Recommendation
 from sizer.tui.app import SizerApp
 from sizer.tui.bridge import CoreEvent
 from sizer.tui.engine import RunOutcome, TrialRow

@@ -17,11 +17,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sizer.core.catalog import ModelEntry, entry_from_config
-from sizer.core.catalog_build import config_path, read_cards, read_config
-from sizer.core.catalog_file import write_family_file
+from sizer.core.catalog.model_catalog import ModelEntry, entry_from_config
+from sizer.core.catalog.family_file import config_path
+from sizer.core.catalog.build import read_cards, read_config
+from sizer.core.catalog.family_file import write_family_file
 from sizer.core.paths import shipped_catalogs, shipped_examples
-from sizer.core.resolve import package_dir
+from sizer.core.catalog.resolve import package_dir
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"

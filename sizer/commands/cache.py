@@ -9,7 +9,7 @@ from typing import Any
 
 from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
-from sizer.core.store import TrialStore, default_path, read_info
+from sizer.core.results.store import TrialStore, default_path, read_info
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -8,10 +8,10 @@ import json
 import sys
 from typing import Any
 
-from sizer.core.catalog import Catalog, ModelEntry, load_catalog
-from sizer.core.catalog_file import entry_to_dict
+from sizer.core.catalog.model_catalog import Catalog, ModelEntry, load_catalog
+from sizer.core.catalog.family_file import entry_to_dict
 from sizer.core.errors import SizerError
-from sizer.core.estimate_experts import active_params
+from sizer.core.estimate.experts import active_params
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -108,8 +108,8 @@ def _list(args: argparse.Namespace) -> int:
 def _fits(entries: list[ModelEntry], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Model id -> its fit on this machine (or --profile), for the models that fit somewhere."""
     from sizer.core.events import stream_sink
-    from sizer.core.hardware import detect, simulated
-    from sizer.core.planning import check_inputs, plan_estimate
+    from sizer.core.hardware.profile import detect, simulated
+    from sizer.core.estimate.planning import check_inputs, plan_estimate
 
     if (args.context is not None and args.context <= 0) or args.batch <= 0:
         raise SizerError("--context and --batch must be positive")
@@ -170,7 +170,7 @@ def _quant_label(quant: str, gguf: dict) -> str:
 
 def _add(args: argparse.Namespace) -> int:
     """Each target resolved (and built where needed) through the one path `fit` and `run` use."""
-    from sizer.core.model_lookup import looks_like_path, resolve_model
+    from sizer.core.catalog.lookup import looks_like_path, resolve_model
     from sizer.core.paths import user_catalog_dir
 
     catalog = load_catalog()
@@ -192,7 +192,7 @@ def _add(args: argparse.Namespace) -> int:
 
 def _refresh(args: argparse.Namespace) -> int:
     from sizer.core.events import stream_sink
-    from sizer.core.hub import refresh
+    from sizer.core.catalog.hub import refresh
 
     entries = refresh(args.targets, family=args.family, sink=stream_sink())
     for entry in entries:

@@ -23,8 +23,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sizer.core.download import download
-    from sizer.core.model_lookup import resolve_model
+    from sizer.core.download.fetch import download
+    from sizer.core.catalog.lookup import resolve_model
 
     entry = resolve_model(args.model)
     path = download(entry, quant=args.quant, revision=args.revision, sink=stream_sink(as_json=args.json))

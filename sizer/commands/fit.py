@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 from sizer.core.errors import SizerError
-from sizer.core.estimate import LEVELS, FitReport, assumptions, report_to_dict
-from sizer.core.estimate_memory import check_shape, fmt_bytes
+from sizer.core.estimate.fit import LEVELS, FitReport, assumptions, report_to_dict
+from sizer.core.estimate.memory import check_shape, fmt_bytes
 
 
 def register(subparsers: Any) -> None:
@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.model) == bool(args.all):
         raise SizerError("name one MODEL, or pass --all (not both)")
     check_shape(1 if args.context is None else args.context, args.batch)
-    from sizer.core.planning import check_inputs, plan_estimate
+    from sizer.core.estimate.planning import check_inputs, plan_estimate
 
     engine, _ = check_inputs(args.engine, args.dtype, args.kv_cache, args.gpu_layers)  # before profiling
-    from sizer.core.catalog import load_catalog
-    from sizer.core.model_lookup import resolve_model
+    from sizer.core.catalog.model_catalog import load_catalog
+    from sizer.core.catalog.lookup import resolve_model
 
     catalog = load_catalog()
     entries = catalog.entries if args.all else [resolve_model(args.model, catalog)]
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         reports.sort(key=lambda r: (LEVELS.index(r.level), -r.entry.params))
         _print_ranking(reports, profile, args.json)
     else:
-        from sizer.core.planning import usable_contexts
+        from sizer.core.estimate.planning import usable_contexts
 
         usable = usable_contexts(reports[0], profile, args.kv_cache)
         if args.json:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _profile(spec: str | None) -> Any:
-    from sizer.core.hardware import detect, simulated
+    from sizer.core.hardware.profile import detect, simulated
 
     if spec is not None:
         return simulated(spec)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from sizer.core import gpu_specs
+from sizer.core.hardware import gpu_specs
 from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
-from sizer.core.hardware import GIB, Figures, HardwareProfile, detect, simulated
+from sizer.core.hardware.profile import GIB, Figures, HardwareProfile, detect, simulated
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

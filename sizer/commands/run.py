@@ -12,15 +12,15 @@ import re
 import sys
 from pathlib import Path
 
-from sizer.core.endpoints import normalize_url
+from sizer.core.engines.endpoints import normalize_url
 from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
-from sizer.core.hardware import simulated
-from sizer.core.report import read_report, to_dict, trials_from_report, write_report
-from sizer.core.search import RemoteModel, RunSpec, walk
-from sizer.core.store import TrialStore
-from sizer.core.strategies import STRATEGIES
-from sizer.core.task import load_task
+from sizer.core.hardware.profile import simulated
+from sizer.core.results.report import read_report, to_dict, trials_from_report, write_report
+from sizer.core.decide.walk import RemoteModel, RunSpec, walk
+from sizer.core.results.store import TrialStore
+from sizer.core.trials.strategies import STRATEGIES
+from sizer.core.task.spec import load_task
 from sizer.commands.show import render
 
 
@@ -121,14 +121,14 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
         raise SizerError(f"--limit {args.limit}: give a positive number of examples")
     if args.target is not None and not 0 < args.target <= 1:
         raise SizerError(f"--target {args.target}: give a metric between 0 and 1")
-    from sizer.core.planning import parse_engine
+    from sizer.core.estimate.planning import parse_engine
 
     engine = parse_engine(args.engine)
-    from sizer.core.serve_launcher import parse_serve_engine
+    from sizer.core.engines.serve_launcher import parse_serve_engine
 
     serve = parse_serve_engine(getattr(args, "serve", None))
     if serve == "vllm":
-        from sizer.core.serve_launcher import require_cuda
+        from sizer.core.engines.serve_launcher import require_cuda
 
         require_cuda()
     engine = engine or serve

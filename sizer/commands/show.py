@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from sizer.core.report import read_report
+from sizer.core.results.report import read_report
 
 
 def register(sub: argparse._SubParsersAction) -> None:

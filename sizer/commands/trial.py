@@ -9,9 +9,10 @@ import sys
 from sizer.core.engines import engine_name
 from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
-from sizer.core.strategies import STRATEGIES
-from sizer.core.task import load_task
-from sizer.core.trial import TrialResult, TrialSpec, run_trial
+from sizer.core.trials.strategies import STRATEGIES
+from sizer.core.task.spec import load_task
+from sizer.core.trials.served import run_trial_spec
+from sizer.core.trials.trial import TrialResult, TrialSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.shots is not None and args.shots < 0:
         raise SizerError(f"--shots {args.shots}: give 0 or more demonstrations")
-    from sizer.core.serve_launcher import parse_serve_engine
+    from sizer.core.engines.serve_launcher import parse_serve_engine
 
     if args.serve and args.endpoint:
         raise SizerError("--serve starts a server here; --endpoint uses one already running: give one of them")
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if spec.quant and spec.engine != "llama.cpp":
         raise SizerError("--quant picks a GGUF file type for --engine llama.cpp; with transformers use --dtype")
-    result = run_trial(task, spec, sink=stream_sink(as_json=args.json))
+    result = run_trial_spec(task, spec, sink=stream_sink(as_json=args.json))
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -14,3 +14,9 @@ class SizerError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class TrialCancelled(SizerError):
+    """The user stopped the run (Ctrl-C, the app's cancel): what was scored is kept in the cache."""
+
+    exit_code = 130

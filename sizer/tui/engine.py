@@ -1,5 +1,5 @@
 """What the screens ask of the core: the candidate list for a profile, and one ladder walk over the
-chosen models and strategies (`sizer.core.search.walk`, which also makes the decision). No trial
+chosen models and strategies (`sizer.core.decide.walk.walk`, which also makes the decision). No trial
 logic lives here."""
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from sizer.core import events
-from sizer.core.catalog import Catalog, ModelEntry
-from sizer.core.estimate_experts import shipped_weight_bytes
-from sizer.core.estimate_memory import checkpoint_float, weights_term
-from sizer.core.hardware import HardwareProfile
-from sizer.core.planning import plan_estimate
-from sizer.core.quant import parse_precision
-from sizer.core.search import RunSpec, walk
-from sizer.core.trial import TrialCancelled
+from sizer.core.catalog.model_catalog import Catalog, ModelEntry
+from sizer.core.estimate.experts import shipped_weight_bytes
+from sizer.core.estimate.memory import weights_term
+from sizer.core.estimate.params import checkpoint_float
+from sizer.core.hardware.profile import HardwareProfile
+from sizer.core.estimate.planning import plan_estimate
+from sizer.core.quant.precision import parse_precision
+from sizer.core.decide.walk import RunSpec, walk
+from sizer.core.errors import TrialCancelled
 
 
 
@@ -51,14 +52,14 @@ class TrialRow:
 @dataclass
 class RunOutcome:
     trials: list[TrialRow] = field(default_factory=list)
-    recommendation: Any = None  # sizer.core.recommend's Recommendation, when the walk made one
+    recommendation: Any = None  # sizer.core.decide.recommend's Recommendation, when the walk made one
     raw: Any = None  # the core's RunResult, for writing the report
     cancelled: bool = False
 
 
 def candidate_rows(catalog: Catalog, profile: HardwareProfile, engine: str | None = None) -> list[CandidateRow]:
     """Every catalog model with fit level, memory and decode speed on `profile`, largest first,
-    as `engine` would serve it (sizer.core.planning's policy; None: the default engine)."""
+    as `engine` would serve it (sizer.core.estimate.planning's policy; None: the default engine)."""
     rows = []
     for entry in sorted(catalog.entries, key=lambda e: -e.params):
         if engine == "vllm" and entry.kind == "encoder":

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 from sizer.core.errors import SizerError
-from sizer.core.scoring import METRICS
-from sizer.core.task import (DEFAULT_BUDGET, DEFAULT_INSTRUCTIONS, DRAWN, GIVEN_COLUMN, Example, ExampleFile,
+from sizer.core.trials.scoring import METRICS
+from sizer.core.task.spec import (DEFAULT_BUDGET, DEFAULT_INSTRUCTIONS, DRAWN, GIVEN_COLUMN, Example, ExampleFile,
                              Target, Task, example_id, load_task)
-from sizer.core.task_files import read_rows
-from sizer.core.task_write import dump_task
+from sizer.core.task.files import read_rows
+from sizer.core.task.write import dump_task
 
 KINDS = ("classify", "extract", "generate")
 

@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, ProgressBar, Select, SelectionList, Static
 
-from sizer.core.estimate import ENGINES, LEVELS
-from sizer.core.strategies import STRATEGIES
+from sizer.core.estimate.fit import ENGINES, LEVELS
+from sizer.core.trials.strategies import STRATEGIES
 from sizer.tui.engine import CandidateRow
 from sizer.tui.fmt import params, rate, size
 from sizer.tui.screens import StepScreen

@@ -71,7 +71,7 @@ def memory_line(memory: dict[str, Any]) -> str:
 
 def _serving(rec: Any) -> list[str]:
     """The engine and quantization that serve the pick, the rungs walked, and the serve command."""
-    from sizer.core.recommend import rung_line
+    from sizer.core.decide.recommend import rung_line
 
     lines = []
     if getattr(rec, "engine", ""):
@@ -87,7 +87,7 @@ def _serving(rec: Any) -> list[str]:
 
 
 def decision_lines(rec: Any) -> list[str]:
-    """The recommendation (sizer.core.recommend.Recommendation) as plain lines."""
+    """The recommendation (sizer.core.decide.recommend.Recommendation) as plain lines."""
     if rec.met:
         lines = [f"[b]{escape(rec.model)}[/b] ({escape(rec.precision)}) with [b]{escape(rec.strategy)}[/b] "
                  f"meets the {escape(rec.target)}", f"metric    {_metric(rec.metric)}"]
@@ -146,7 +146,7 @@ class RecommendationScreen(StepScreen):
         save_as(self.app, "Save the report (TOML) as:", DEFAULT_REPORT, self._write)
 
     def _write(self, path: Path) -> None:
-        from sizer.core.report import write_report
+        from sizer.core.results.report import write_report
 
         try:
             write_report(path, self.sizer.state.outcome.raw)

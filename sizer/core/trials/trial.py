@@ -1,0 +1,319 @@
+"""One trial: a task's test examples through one model with one strategy, scored, timed and
+measured, every prediction kept in the trial cache so an interrupted trial resumes."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from sizer.core import events
+
+from sizer.core.engines import library_output
+
+from sizer.core.engines import model_cache
+from sizer.core.catalog.model_catalog import ModelEntry, load_catalog
+from sizer.core.catalog.lookup import resolve_model
+from sizer.core.engines.endpoints import remote_candidate
+from sizer.core.engines import engine_name
+from sizer.core.errors import SizerError, TrialCancelled
+from sizer.core.trials.measure import PeakMemory, percentiles
+from sizer.core.trials.placement import choose_device, choose_dtype
+from sizer.core.catalog.resolve import locate
+from sizer.core.trials.runners import make_runner
+from sizer.core.trials.scoring import Metric, confusion, metric_for, parse_json_object
+from sizer.core.task.split import split, stratified_split
+from sizer.core.results.store import TrialStore, trial_key
+from sizer.core.trials.strategies import check_strategy
+
+
+class _StoppedEarly(Exception):
+    """The interval's upper bound fell below the bar: this trial cannot win."""
+
+
+MIN_EXAMPLES_TO_STOP = 24  # never judge a trial on fewer scored examples than this
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    model: str
+    strategy: str = "few-shot"
+    shots: int | None = None          # per label (classify) or in all (extract, generate); None = auto
+    limit: int | None = None          # score at most this many test examples (stratified)
+    device: str | None = None
+    dtype: str | None = None
+    seed: int | None = None
+    encoder_scoring: str = "centroid"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    stop_below: float | None = None   # stop early once the metric's upper bound is below this
+    budget_s: float | None = None     # fine-tune: training wall-clock budget; None = 2 min CPU, 10 min GPU
+    learning_curve: bool | None = None  # fine-tune: also train on 25%/50%; None = encoders only
+    contrastive: bool | None = None   # encoder fine-tune: SetFit-style tuning first; None = if the budget allows
+    endpoint: str | None = None       # an OpenAI-compatible server (".../v1") instead of local files
+    served_model: str | None = None   # the model's name on that server (default: the catalog id)
+    endpoint_api: str | None = None   # "completions" (default) or "chat", for extract/generate
+    endpoint_concurrency: int | None = None
+    endpoint_api_key_env: str | None = None
+    serve: str | None = None          # start a managed server of this engine ("vllm", "llama.cpp") for the trial
+    managed: str | None = None        # set by the managed server: its stable description (the URL's port is not)
+    engine: str = "transformers"      # the engine local trials run on (sizer.core.engines)
+    quant: str = ""                   # llama.cpp file type, e.g. "Q4_1": that GGUF rung of the model; "" = its own file
+
+
+@dataclass
+class TrialResult:
+    model: str
+    revision: str | None
+    strategy: str
+    status: str
+    metric: Metric
+    settings: dict[str, Any]
+    split: dict[str, int]
+    speed: dict[str, float]
+    memory: dict[str, Any]
+    other_metrics: dict[str, Metric] = field(default_factory=dict)
+    confusion: dict[str, dict[str, int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def shuffled(examples: Sequence, seed: int) -> list:
+    """A seeded order, so a running metric is measured on a fair sample (task files are often
+    grouped by label)."""
+    return sorted(examples, key=lambda e: hashlib.sha256(f"order:{seed}:{e.id}".encode()).hexdigest())
+
+
+def limit_examples(test: Sequence, limit: int | None, seed: int, kind: str) -> list:
+    """A stratified subset of at most `limit` test examples (all when `limit` is None)."""
+    if limit is None or limit >= len(test):
+        return list(test)
+    if limit <= 0:
+        raise SizerError(f"--limit {limit}: give a positive number of examples")
+    stratum = (lambda e: e.label) if kind == "classify" else (lambda e: "")
+    _, subset = stratified_split(test, limit, seed, stratum)
+    return subset
+
+
+def score_records(task: Any, records: Sequence[dict]) -> tuple[Metric, dict[str, Metric], dict]:
+    """The task's metric (and the others of its kind) over stored prediction records."""
+    golds = [r["gold"] for r in records]
+    preds = [r["prediction"] for r in records]
+    if task.kind == "extract":
+        preds = [parse_json_object(p) if isinstance(p, str) else None for p in preds]
+    main = metric_for(task.kind, task.metric, golds, preds, task.labels, task.fields)
+    others: dict[str, Metric] = {}
+    table: dict = {}
+    if task.kind == "classify":
+        if all("prediction_norm" in r for r in records):
+            norm = metric_for("classify", "accuracy", golds, [r["prediction_norm"] for r in records])
+            others["accuracy_norm"] = Metric("accuracy_norm", norm.value, norm.low, norm.high, norm.n, norm.method)
+        if task.metric != "macro_f1":
+            others["macro_f1"] = metric_for("classify", "macro_f1", golds, preds, task.labels)
+        table = confusion(golds, preds, task.labels)
+    elif task.kind == "generate":
+        for name in ("token_f1", "exact_match", "contains"):
+            if name != task.metric:
+                others[name] = metric_for("generate", name, golds, preds)
+    return main, others, table
+
+
+def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
+              sink: events.Sink = events.null_sink, cancel: threading.Event | None = None,
+              catalog=None, position: tuple[int, int] = (1, 1)) -> TrialResult:
+    """Run (or resume) one trial and return its result; progress goes to `sink`. `position`: this
+    model's place among the models a run may load (n of m), for the "loading MODEL" event."""
+    check_strategy(spec.strategy)
+    catalog = catalog or load_catalog()
+    remote = remote_candidate(spec, catalog) if spec.endpoint else None
+    entry = remote or resolve_model(spec.model, catalog)
+    engine = "remote" if remote else engine_name(spec.engine)
+    if engine == "llama.cpp":
+        from sizer.core.trials import llamacpp as trial_llamacpp
+
+        device, local, dtype = trial_llamacpp.prepare(entry, spec)
+    else:
+        device = "remote" if remote else choose_device(spec.device)
+        dtype = "server" if remote else choose_dtype(device, spec.dtype, entry.kind)
+        local = None if remote else _locate(entry, spec)
+    seed = spec.seed if spec.seed is not None else task.seed
+    train, test = split(task, seed)
+    test = shuffled(limit_examples(test, spec.limit, seed, task.kind), seed)
+    revision = remote.revision if remote else local.revision
+    if spec.managed:
+        revision = f"managed:{spec.managed}"
+    runner = make_runner(entry, task, spec, local, device, dtype, seed)
+    own_store = store is None
+    store = store or TrialStore.open(sink=sink)
+    try:
+        with PeakMemory("cpu" if engine == "llama.cpp" else device) as memory:
+            began = time.perf_counter()
+            _load(runner, entry, local, _LoadReporter(sink, entry.id, *position))
+            load_s = time.perf_counter() - began
+            reused = model_cache.reused_bytes()
+            sink(events.TrialPreparing(entry.id, spec.strategy))
+            settings, digest, test = runner.prepare(task, train, test)
+            settings = {**settings, "device": device, "dtype": dtype, "seed": seed}
+            if spec.managed:  # the server's port changes from run to run; the trial is the same
+                settings = {**settings, "endpoint": f"managed: {spec.managed}"}
+            if engine == "llama.cpp":  # in the key, so a llama.cpp trial never reuses a transformers one
+                settings = {**settings, "engine": engine, "quant": dtype}
+            elif spec.quant:
+                settings = {**settings, "engine": engine, "quant": spec.quant.upper()}
+            key = trial_key(entry.id, revision, spec.strategy, digest, settings)
+            store.start_trial(key, {"model": entry.id, "revision": revision, "strategy": spec.strategy, "settings": settings, "task": task.name})
+            records, timing, status = _predict(task, runner, test, store, key, entry.id, spec, sink, cancel)
+        for warning in runner.warnings:
+            sink(events.Message(warning, "warning"))
+        metric, others, table = score_records(task, records)
+        speed = {"load_s": round(load_s, 3), **timing}
+        mem = {"peak_bytes": memory.peak_bytes + reused, "device": device,
+               "measured_by": memory.method + (" (model reused from the previous trial: its measured load added)" if reused else "")}
+        if device == "cpu" and mem["peak_bytes"] < 2**20:
+            # The resident set did not grow: the allocator reused memory an earlier, larger model
+            # freed in this process. Nothing honest to report; a trial on its own measures it.
+            mem = {"peak_bytes": None, "device": device,
+                   "measured_by": "not measurable here: the process reused memory freed by an earlier model "
+                                  "(run `sizer trial` for this model alone to measure it)"}
+        speed, mem = _measured_before(store, key, speed, mem)
+        if engine == "llama.cpp":
+            mem.setdefault("predicted_bytes", trial_llamacpp.predicted_peak(entry, local, settings))
+        elif not remote:
+            mem.setdefault("predicted_bytes", predicted_peak(entry, local, dtype, device, settings))
+        else:
+            speed, mem = {**speed, "measured": "remotely"}, remote.memory()
+        result = TrialResult(entry.id, revision, spec.strategy, status, metric, settings,
+                             {"train": len(train), "test": len(test)}, speed, mem, others, table,
+                             list(getattr(task, "warnings", ())) + runner.warnings, key)
+        if status == "ok":
+            store.finish_trial(key, {"status": status, "metric": metric.as_dict(), "speed": speed, "memory": mem})
+        reason = f"upper bound below {spec.stop_below:.3f}" if status == "stopped-early" else ""
+        sink(events.TrialFinished(entry.id, spec.strategy, status, metric.value, metric.low, metric.high, reason))
+        return result
+    finally:
+        if own_store:
+            store.close()
+
+
+def predicted_peak(entry: ModelEntry, local: Any, dtype: str, device: str, settings: dict) -> int | None:
+    """The estimator's figure, as the trial's measurement sees it, for this trial's workload (the shared prefix plus one
+    pack of 2048 tokens; encoders: batches of 64 at their window), to show beside the measurement."""
+    from sizer.core.catalog.from_config import quant_of
+    from sizer.core.estimate.memory import inference_memory
+    from sizer.core.quant.precision import parse_precision
+
+    kind = "cpu" if device == "cpu" else device.split(":")[0]
+    try:
+        if entry.kind == "encoder":
+            return inference_memory(entry, parse_precision(dtype), min(entry.max_context, 128), 64, kind).measured_bytes
+        name = (quant_of(local.gguf_file) or dtype) if local.gguf_file else dtype
+        context = min(entry.max_context, int(settings.get("prefix_tokens", 0)) + 2048)
+        # transformers de-quantizes a GGUF file to the dtype the trial runs in
+        precision = parse_precision(name, compute=dtype if dtype in ("fp32", "bf16", "fp16") else None)
+        return inference_memory(entry, precision, context, 1, kind).measured_bytes
+    except SizerError:
+        return None
+
+
+def _measured_before(store: TrialStore, key: str, speed: dict, mem: dict) -> tuple[dict, dict]:
+    """When every prediction came from the cache nothing was timed now: keep the speed and memory
+    measured when the trial last ran in full."""
+    previous = (store.get_trial(key) or {}).get("summary") or {}
+    if speed["scored"] or not previous.get("speed"):
+        return speed, mem
+    old_speed = {**previous["speed"], "scored": 0, "cached": speed["cached"], "measured_earlier": True}
+    return old_speed, {**previous.get("memory", mem), "measured_earlier": True}
+
+
+def _locate(entry: ModelEntry, spec: TrialSpec) -> Any:
+    """The model's files: the GGUF rung `spec.quant` names (sizer.core.quant.rungs), else its own."""
+    if spec.quant:
+        from sizer.core.quant.rungs import locate_quant
+
+        return locate_quant(entry, spec.quant)
+    return locate(entry, allow_pickle=spec.allow_pickle)
+
+
+LOAD_REPORT_S = 1.0  # at most one loading-progress event a second, besides the first and the last
+
+
+class _LoadReporter:
+    """Says "loading MODEL (n of m)" when the model really loads (not when the held one is reused),
+    then the loader's own progress bars, at most once a second."""
+
+    def __init__(self, sink: events.Sink, model: str, index: int, count: int) -> None:
+        self.sink, self.model, self.index, self.count = sink, model, index, count
+        self.last = 0.0
+
+    def started(self) -> None:
+        self.sink(events.ModelLoading(self.model, self.index, self.count))
+
+    def bar(self, done: int, total: int, what: str) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < LOAD_REPORT_S:
+            return
+        self.last = now
+        step = what[:1].lower() + what[1:]
+        self.sink(events.ModelLoading(self.model, self.index, self.count, done, total, step))
+
+
+def _load(runner: Any, entry: ModelEntry, local: Any, reporter: _LoadReporter) -> None:
+    """Load the model, turning the loaders' errors into one line naming the model and folder."""
+    try:
+        with model_cache.announcing(reporter.started), library_output.report_bars(reporter.bar):
+            runner.load()
+    except (OSError, ValueError) as exc:
+        if "trust_remote_code" in str(exc):
+            raise SizerError(f"{entry.id}: the model needs its own code to load; pass --trust-remote-code if you trust it") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SizerError(f"{entry.id}: cannot load the files in {local.path}: {first}") from exc
+
+
+def _predict(task, runner, test, store, key, model, spec, sink, cancel) -> tuple[list[dict], dict[str, float], str]:
+    strategy = spec.strategy
+    done = store.done_examples(key)
+    wanted = {e.id for e in test}
+    records = [r for i, r in done.items() if i in wanted]
+    todo = [e for e in test if e.id not in done]
+    sink(events.TrialStarted(model, strategy, len(test), {"cached": len(records)}))
+    new: list[dict] = []
+    began = time.perf_counter()
+
+    def on_batch(rows: list[dict]) -> None:
+        store.add_predictions(key, rows)
+        new.extend(rows)
+        if cancel is not None and cancel.is_set():
+            raise TrialCancelled(f"trial {model} {strategy} cancelled; {len(records) + len(new)} examples kept in the cache")
+        seen = records + new
+        metric = metric_for(task.kind, task.metric, [r["gold"] for r in seen], [_pred(task, r) for r in seen],
+                            task.labels, task.fields)
+        rate = len(new) / max(time.perf_counter() - began, 1e-9)
+        sink(events.TrialProgress(model, strategy, len(seen), len(test), metric.value, metric.low, metric.high, rate))
+        if spec.stop_below is not None and len(seen) >= MIN_EXAMPLES_TO_STOP and metric.high < spec.stop_below:
+            raise _StoppedEarly
+
+    status = "ok"
+    try:
+        if todo:
+            runner.predict(task, todo, on_batch)
+    except _StoppedEarly:
+        status = "stopped-early"
+    elapsed = time.perf_counter() - began
+    p50, p95 = percentiles([r["latency_s"] for r in new])
+    tokens = sum(r.get("tokens", 0) for r in new)
+    timing = {"scored": len(new), "cached": len(records), "seconds": round(elapsed, 3),
+              "examples_per_s": round(len(new) / elapsed, 2) if new else 0.0,
+              "p50_latency_s": round(p50, 4), "p95_latency_s": round(p95, 4),
+              "tokens_per_s": round(tokens / elapsed, 1) if new else 0.0}
+    return records + new, timing, status
+
+
+def _pred(task: Any, record: dict) -> Any:
+    if task.kind == "extract":
+        return parse_json_object(record["prediction"]) if isinstance(record["prediction"], str) else None
+    return record["prediction"]
