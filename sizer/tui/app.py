@@ -20,17 +20,15 @@ from textual.message import Message
 from textual.screen import Screen
 
 from sizer.core import events
-from sizer.core.catalog import Catalog, load_catalog
+from sizer.core.catalog.model_catalog import Catalog, load_catalog
 from sizer.core.errors import SizerError
-from sizer.core.hardware import HardwareProfile, detect, simulated
-from sizer.core.strategies import STRATEGIES
-from sizer.core.task import Task, load_task
+from sizer.core.hardware.profile import HardwareProfile, detect, simulated
+from sizer.core.trials.strategies import STRATEGIES
+from sizer.core.task.spec import Task, load_task
 from sizer.tui import engine
 from sizer.tui.bridge import CoreEvent, sink_to
+from sizer.tui.steps import step_bindings, step_screens
 from sizer.tui.task_form import TaskForm, form_from_task
-
-STEPS = ("hardware", "task", "candidates", "run", "results", "recommendation")
-
 
 @dataclass
 class Live:
@@ -117,25 +115,12 @@ def _load_progress(event: events.Event) -> bool:
     return isinstance(event, events.ModelLoading) and event.total > 0
 
 
-def _modes() -> dict[str, Any]:
-    from sizer.tui.screens import candidates, hardware, recommendation, results, run, task
-
-    return {"hardware": hardware.HardwareScreen, "task": task.TaskScreen,
-            "candidates": candidates.CandidatesScreen, "run": run.RunScreen,
-            "results": results.ResultsScreen, "recommendation": recommendation.RecommendationScreen}
-
-
 class SizerApp(App):
     CSS_PATH = "sizer.tcss"
     TITLE = "sizer"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
-        Binding("1", "step('hardware')", "Hardware"),
-        Binding("2", "step('task')", "Task"),
-        Binding("3", "step('candidates')", "Models"),
-        Binding("4", "step('run')", "Run"),
-        Binding("5", "step('results')", "Results"),
-        Binding("6", "step('recommendation')", "Decision"),
+        *step_bindings(),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -153,7 +138,7 @@ class SizerApp(App):
         self.saved_report: Path | None = None
 
     def on_mount(self) -> None:
-        for name, screen in _modes().items():
+        for name, screen in step_screens().items():
             self.add_mode(name, screen)
         self.switch_mode("hardware")
         if self.state.here is None:
@@ -246,9 +231,9 @@ class SizerApp(App):
 
     @work(thread=True, exclusive=True, group="candidates")
     def add_model(self, name: str) -> None:
-        """Size a model named by Hub repo id, folder or GGUF file (sizer.core.model_lookup, as `fit`
+        """Size a model named by Hub repo id, folder or GGUF file (sizer.core.catalog.lookup, as `fit`
         does), keep it in the user catalog, and select it."""
-        from sizer.core.model_lookup import resolve_model
+        from sizer.core.catalog.lookup import resolve_model
 
         profile = self.state.profile
         if profile is None:
@@ -347,8 +332,8 @@ class SizerApp(App):
 
     @work(thread=True, exclusive=True, group="download")
     def download_models(self, entries: list[Any]) -> None:
-        from sizer.core.download_progress import DownloadCancelled
-        from sizer.core.download_run import fetch_models
+        from sizer.core.download.progress import DownloadCancelled
+        from sizer.core.download.in_run import fetch_models
 
         try:
             left_out = fetch_models(entries, None, sink_to(self), self.cancel_download)

@@ -9,11 +9,11 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from sizer.tui.steps import step_title
+
 if TYPE_CHECKING:
     from sizer.tui.app import SizerApp
 
-TITLES = {"hardware": "1 Hardware", "task": "2 Task", "candidates": "3 Models", "run": "4 Run",
-          "results": "5 Results", "recommendation": "6 Recommendation"}
 
 
 class StepScreen(Screen):
@@ -33,7 +33,7 @@ class StepScreen(Screen):
         yield from ()
 
     def on_mount(self) -> None:
-        self.sub_title = f"step {TITLES[self.STEP]}"
+        self.sub_title = f"step {step_title(self.STEP)}"
         self._ready = True
         self.show_state()
 
