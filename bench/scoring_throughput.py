@@ -76,6 +76,7 @@ class Rendered:
 def render(entry, task, spec, device: str) -> Rendered:
     """sizer's own prompts for the limited test split, through its LM classify runner."""
     from sizer.core.catalog.resolve import locate
+    from sizer.core.engines.protocol import Placement
     from sizer.core.trials.runners import make_runner
     from sizer.core.task.split import split
     from sizer.core.trials.trial import limit_examples
@@ -83,7 +84,7 @@ def render(entry, task, spec, device: str) -> Rendered:
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
     test = limit_examples(test, spec.limit, seed, task.kind)
-    runner = make_runner(entry, task, spec, locate(entry), device, "fp32", seed)
+    runner = make_runner(entry, task, spec, Placement(device, "fp32", locate(entry)), seed)
     runner.load()
     _, _, kept = runner.prepare(task, train, test)
     if len(kept) != len(test):

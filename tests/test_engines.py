@@ -255,12 +255,13 @@ def test_gguf_through_transformers_computes_in_the_gpus_dtype(capsys):
 def test_trial_prediction_follows_the_trial_dtype(catalog):
     # the SmolLM2 GGUF de-quantized to bf16 holds 134,515,008 x 2 bytes of weights, to fp32 x 4:
     # the two predictions differ by at least the 269,030,016 bytes of weights
-    from sizer.core.trials.trial import predicted_peak
+    from sizer.core.engines.protocol import Placement
+    from sizer.core.engines.transformers_engine import TransformersEngine
 
     entry = catalog.get("HuggingFaceTB/SmolLM2-135M-Instruct")
     local = SimpleNamespace(gguf_file=entry.offline_file)
-    bf16 = predicted_peak(entry, local, "bf16", "cpu", {})
-    fp32 = predicted_peak(entry, local, "fp32", "cpu", {})
+    bf16 = TransformersEngine.predicted_peak(entry, Placement("cpu", "bf16", local), {})
+    fp32 = TransformersEngine.predicted_peak(entry, Placement("cpu", "fp32", local), {})
     assert fp32 - bf16 >= 134_515_008 * 2
 
 

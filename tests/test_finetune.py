@@ -4,7 +4,6 @@ learning curve on the real MiniLM, and the learning-curve reading."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import math
@@ -23,6 +22,7 @@ from sizer.core.trials.learning_curve import estimate, learning_curve, nested_su
 from sizer.core.paths import shipped_examples
 from sizer.core.trials.placement import torch_dtype
 from sizer.core.catalog.resolve import locate
+from sizer.core.engines.protocol import Placement
 from sizer.core.trials.runners import make_runner
 from sizer.core.trials.runners.lm_finetune import validation_split
 from sizer.core.trials.scoring import metric_for
@@ -48,7 +48,7 @@ class FakeClock:
 def _tiny_runner(task, spec=None):
     spec = spec or TrialSpec(model=TINY, strategy="fine-tune", limit=8, budget_s=600)
     entry = load_catalog().get(TINY)
-    runner = make_runner(entry, task, spec, locate(entry), "cpu", "fp32", task.seed)
+    runner = make_runner(entry, task, spec, Placement("cpu", "fp32", locate(entry)), task.seed)
     runner.load()
     return runner
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sizer.cli import main
-from sizer.core.engines.llama_cpp import offload_kwargs
+from sizer.core.engines.llama_cpp_engine import offload_kwargs
 from sizer.core.catalog.model_catalog import load_catalog
 from sizer.core.engines import ENGINES, engine_name, get_engine
 from sizer.core.errors import SizerError
@@ -36,13 +36,13 @@ def _smol_gguf() -> Path:
 
 
 def test_registry_imports_engines_lazily_and_names_the_known_ones():
-    assert get_engine("llama.cpp").__name__ == "LlamaCppLM"
-    assert get_engine("llamacpp").__name__ == "LlamaCppLM"
-    assert get_engine(None).__name__ == "CausalLM"
+    assert get_engine("llama.cpp").__name__ == "LlamaCppEngine"
+    assert get_engine("llamacpp").__name__ == "LlamaCppEngine"
+    assert get_engine(None).__name__ == "TransformersEngine"
     with pytest.raises(SizerError) as err:
         engine_name("tensorrt")
-    assert str(err.value) == "--engine tensorrt: unknown engine for trials; use one of transformers, llama.cpp"
-    assert set(ENGINES) == {"transformers", "llama.cpp"}
+    assert str(err.value) == "--engine tensorrt: unknown engine for trials; use one of transformers, llama.cpp, fake"
+    assert set(ENGINES) == {"transformers", "llama.cpp", "fake"}
 
 
 def test_trial_with_an_unknown_engine_is_one_line_exit_2(capsys):
@@ -185,16 +185,17 @@ def test_llama_cpp_agrees_with_transformers_on_the_demo(tmp_path):
 
 
 def test_the_walk_runs_gguf_candidates_on_llama_cpp_only_when_asked():
-    from sizer.core.trials.llamacpp import walk_engine
+    from sizer.core.engines import trial_engine
 
     catalog = load_catalog()
     smol = catalog.get(SMOL)
-    assert walk_engine(smol, "few-shot", "llama.cpp") == "llama.cpp"
-    assert walk_engine(smol, "zero-shot", "llama.cpp") == "llama.cpp"
-    assert walk_engine(smol, "few-shot", None) == "transformers"          # estimates only
-    assert walk_engine(smol, "fine-tune", "llama.cpp") == "transformers"  # llama.cpp does not train
+    assert trial_engine(smol, "few-shot", "llama.cpp") == "llama.cpp"
+    assert trial_engine(smol, "zero-shot", "llama.cpp") == "llama.cpp"
+    assert trial_engine(smol, "few-shot", None) == "transformers"          # estimates only
+    assert trial_engine(smol, "few-shot", "vllm") == "transformers"        # vLLM trials go through --serve
+    assert trial_engine(smol, "fine-tune", "llama.cpp") == "transformers"  # llama.cpp does not train
     encoder = next(e for e in catalog.entries if e.kind == "encoder")
-    assert walk_engine(encoder, "few-shot", "llama.cpp") == "transformers"
+    assert trial_engine(encoder, "few-shot", "llama.cpp") == "transformers"
 
 
 def test_inside_a_run_a_gguf_that_does_not_load_is_an_error_trial_and_the_walk_goes_on(trial_env, tmp_path):

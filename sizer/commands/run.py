@@ -16,7 +16,7 @@ from sizer.core.engines.endpoints import normalize_url
 from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
 from sizer.core.hardware.profile import simulated
-from sizer.core.results.report import read_report, to_dict, trials_from_report, write_report
+from sizer.core.results.report import ReportWriter, read_report, to_dict, trials_from_report
 from sizer.core.decide.walk import RemoteModel, RunSpec, walk
 from sizer.core.results.store import TrialStore
 from sizer.core.trials.strategies import STRATEGIES
@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"))
     p.add_argument("--engine", help="the engine candidates' memory and speed estimates assume: transformers "
                    "(default), llama.cpp or vllm; under llama.cpp, candidates with a GGUF file here also run "
-                   "their zero-/few-shot trials (and quantization rungs) on llama.cpp")
+                   "their zero-/few-shot trials (and quantization rungs) on llama.cpp. Any other trial engine "
+                   "(`sizer trial --engine`) runs the trials it can and is estimated as it declares")
     p.add_argument("--serve", metavar="ENGINE", help="run the causal LM candidates on a managed server that sizer "
                    "starts and stops for each: vllm (CUDA GPUs) or llama.cpp (GGUF files); zero-shot and few-shot only")
     p.add_argument("--endpoint", help="also walk a model served at this OpenAI-compatible URL (e.g. http://gpu-box:8000/v1)")
@@ -54,6 +55,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="REPORT", help="continue the walk recorded in an earlier report")
     p.add_argument("--json", action="store_true", help="print the report as JSON; progress as JSON lines")
     p.set_defaults(func=run)
+
+
+def _run_engine(name: str | None) -> str | None:
+    """`--engine`: an engine sizes are estimated for (transformers, llama.cpp, vllm), or another
+    registered trial engine (sizer.core.engines), which runs the trials it can."""
+    from sizer.core.engines import registered
+    from sizer.core.estimate.planning import parse_engine
+
+    key = (name or "").strip().lower()
+    if key and key not in ("transformers", "llama.cpp") and key in registered():
+        return key
+    return parse_engine(name)
 
 
 def parse_budget(text: str | None) -> float | None:
@@ -121,9 +134,7 @@ def spec_from_args(args: argparse.Namespace, sink) -> tuple[RunSpec, dict | None
         raise SizerError(f"--limit {args.limit}: give a positive number of examples")
     if args.target is not None and not 0 < args.target <= 1:
         raise SizerError(f"--target {args.target}: give a metric between 0 and 1")
-    from sizer.core.estimate.planning import parse_engine
-
-    engine = parse_engine(args.engine)
+    engine = _run_engine(args.engine)
     from sizer.core.engines.serve_launcher import parse_serve_engine
 
     serve = parse_serve_engine(getattr(args, "serve", None))
@@ -152,20 +163,13 @@ def run(args: argparse.Namespace) -> int:
     spec, previous = spec_from_args(args, sink)
     if args.out and Path(args.out).is_dir():
         raise SizerError(f"--out {args.out} is a folder; give a file path such as rec.toml")
-    latest = {}
-
-    def on_update(run_result) -> None:
-        latest["run"] = run_result
-        if args.out:
-            write_report(args.out, run_result)
-
+    report = ReportWriter(args.out, sink) if args.out else None
     with TrialStore.open(sink=sink) as store:
         reuse = trials_from_report(previous, spec.task, store) if previous else []
         try:
-            result = walk(spec, store=store, sink=sink, on_update=on_update, reuse=reuse)
+            result = walk(spec, store=store, sink=report or sink, reuse=reuse)
         except KeyboardInterrupt:
-            if args.out and "run" in latest:
-                write_report(args.out, latest["run"])
+            if report is not None and report.written:
                 print(f"sizer: interrupted; partial report in {args.out} (continue with --resume {args.out})", file=sys.stderr)
             raise
     data = to_dict(result)

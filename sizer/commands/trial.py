@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt weights (safetensors/GGUF only by default)")
     p.add_argument("--json", action="store_true", help="print the result as JSON; progress as JSON lines on stderr")
     p.add_argument("--engine", default="transformers",
-                   help="run the model on transformers (default) or llama.cpp (a GGUF file at its own quantization; "
-                        "needs pip install 'sizer[llamacpp]')")
+                   help="run the model on transformers (default), llama.cpp (a GGUF file at its own quantization; "
+                        "needs pip install 'sizer[llamacpp]'), fake (no weights: exercises the flow) or an engine "
+                        "another package registers")
     p.add_argument("--quant", default="", metavar="TYPE",
                    help="llama.cpp: the GGUF file type to run, e.g. Q4_1 (default: the model's own file)")
     remote = p.add_argument_group("remote candidate (an OpenAI-compatible server: vLLM, TGI, llama.cpp, Ollama)")

@@ -95,6 +95,17 @@ class TrialFinished(Event):
 
 
 @dataclass(frozen=True)
+class RunUpdated(Event):
+    """The run after each trial, and once more when it is decided (`run.finished`): what a report
+    writer or a screen of results renders. In-process only: stream sinks leave it out."""
+
+    run: Any = field(compare=False, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": "RunUpdated", "trials": len(self.run.trials), "finished": bool(self.run.finished)}
+
+
+@dataclass(frozen=True)
 class DownloadStarted(Event):
     """A model's missing files start downloading: `total_bytes` still to fetch (bytes)."""
 
@@ -161,6 +172,8 @@ def stream_sink(stream: TextIO | None = None, as_json: bool = False) -> Sink:
     """A sink that writes one line per event to `stream` (stderr by default)."""
 
     def sink(event: Event) -> None:
+        if isinstance(event, RunUpdated):
+            return
         out = stream or sys.stderr
         out.write((json.dumps(event.as_dict()) if as_json else describe(event)) + "\n")
         out.flush()

@@ -104,19 +104,20 @@ def run(request: RunRequest, sink: events.Sink, cancel: threading.Event,
     outcome = RunOutcome()
     seen = 0
 
-    def on_update(run: Any) -> None:
+    def tee(event: events.Event) -> None:
         nonlocal seen
-        for t in run.trials[seen:]:
+        if not isinstance(event, events.RunUpdated):
+            return sink(event)
+        for t in event.run.trials[seen:]:
             row = row_from_outcome(t)
             outcome.trials.append(row)
             on_trial(row)
-        seen = len(run.trials)
+        seen = len(event.run.trials)
 
     spec = RunSpec(task=request.task, models=request.models, strategies=request.strategies,
                    limit=request.limit, profile=request.profile)
     try:
-        result = walk(spec, sink=sink, cancel=cancel, catalog=request.catalog, here=request.here,
-                      on_update=on_update, skip=skip)
+        result = walk(spec, sink=tee, cancel=cancel, catalog=request.catalog, here=request.here, skip=skip)
     except TrialCancelled:
         outcome.cancelled = True
         return outcome

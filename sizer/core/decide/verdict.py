@@ -12,7 +12,6 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from sizer.core.trials.scoring import contains_answer, example_token_f1, normalise_answer, parse_json_object
 
 N_RESAMPLES = 2000
 
@@ -34,28 +33,6 @@ def target_text(spec: Any) -> str:
     if bar is not None:
         return f"{bar:g} target"
     return f"within {spec.task.target.within:g} of the reference"
-
-
-def per_example(task: Any, records: dict[str, dict]) -> dict[str, float]:
-    """Example id -> that example's share of the task metric (1/0 for accuracy-like metrics)."""
-    out = {}
-    for example_id, r in records.items():
-        gold, pred = r.get("gold"), r.get("prediction")
-        if task.kind == "classify":
-            out[example_id] = float(pred == gold)
-        elif task.kind == "extract":
-            parsed = parse_json_object(pred) if isinstance(pred, str) else None
-            fields = task.fields or tuple(gold or ())
-            hits = [parsed is not None and normalise_answer(str(parsed.get(f))) == normalise_answer(str(gold.get(f)))
-                    for f in fields]
-            out[example_id] = float(np.mean(hits)) if hits else 0.0
-        elif task.metric == "exact_match":
-            out[example_id] = float(normalise_answer(str(pred)) == normalise_answer(str(gold)))
-        elif task.metric == "contains":
-            out[example_id] = float(contains_answer(str(gold), str(pred)))
-        else:
-            out[example_id] = example_token_f1(str(gold), str(pred))
-    return out
 
 
 def paired_lower_bound(candidate: dict[str, float], reference: dict[str, float], seed: int = 0) -> float | None:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from sizer.core import events
 
-from sizer.core.engines import model_cache
+from sizer.core.engines import estimate_engine, model_cache, needs_files, run_device, trial_engine
 from sizer.core.catalog.model_catalog import Catalog, ModelEntry, load_catalog
 from sizer.core.catalog.lookup import resolve_model
 from sizer.core.errors import SizerError
@@ -24,7 +24,6 @@ from sizer.core.trials.placement import choose_device, choose_dtype
 from sizer.core.estimate.planning import plan_estimate
 from sizer.core.results.store import TrialStore
 from sizer.core.trials.strategies import STRATEGIES
-from sizer.core.trials.llamacpp import walk_engine
 from sizer.core.errors import TrialCancelled
 from sizer.core.trials.served import run_trial_spec
 from sizer.core.trials.trial import TrialResult, TrialSpec
@@ -117,13 +116,14 @@ def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProf
         entries = list(catalog.entries)
     if spec.task.kind != "classify":
         entries = [e for e in entries if e.kind != "encoder"]
-    device = choose_device(spec.device)
+    device = run_device(spec.engine, spec.device)
     out = []
     for entry in sorted(entries, key=lambda e: -e.params):
         dtype = choose_dtype(device, spec.dtype, entry.kind)
-        report = plan_estimate(entry, here, spec.engine, None if spec.engine in ("llama.cpp", "vllm") else dtype)
+        engine = estimate_engine(spec.engine)
+        report = plan_estimate(entry, here, engine, None if engine in ("llama.cpp", "vllm") else dtype)
         predicted = max((s.need_bytes for s in report.shares), default=max(m.total_bytes for m in report.memory.values()))
-        cached = catalog.is_cached(entry)
+        cached = catalog.is_cached(entry) or not needs_files(entry, spec.engine)
         reason = "" if cached else f"not downloaded; fetch it with `sizer download {entry.id}`"
         if report.level == "no":
             from sizer.core.engines.device_map import unplaceable_reason
@@ -172,9 +172,9 @@ class _AnySet:
 class _Walker:
     def __init__(self, spec: RunSpec, run: RunResult, store: TrialStore, sink: events.Sink,
                  cancel: threading.Event | None, catalog: Catalog | None,
-                 on_update: Callable[[RunResult], None], reuse: dict[tuple, TrialOutcome]) -> None:
+                 reuse: dict[tuple, TrialOutcome]) -> None:
         self.spec, self.run, self.store, self.sink, self.cancel = spec, run, store, sink, cancel
-        self.catalog, self.on_update, self.reuse = catalog, on_update, reuse
+        self.catalog, self.reuse = catalog, reuse
         minutes = spec.budget_minutes if spec.budget_minutes is not None else spec.task.budget_minutes
         self.deadline = time.monotonic() + minutes * 60
         self.bar: float | None = verdict.absolute_bar(spec)
@@ -187,25 +187,35 @@ class _Walker:
         cached = self.reuse.get((cand.entry.id, strategy, cand.where, quant))
         if cached is not None and cached.status == "ok":
             outcome = cached
+            self._finished(outcome, "kept from the earlier run")
         elif (cand.endpoint or self._served(cand)) and strategy not in REMOTE_STRATEGIES:
             outcome = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "skipped",
                                    "a serving engine runs zero-shot and few-shot trials only", where=cand.where)
+            self._finished(outcome, outcome.reason)
         elif time.monotonic() > self.deadline:
             outcome = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "skipped",
                                    "the run's time budget is spent", predicted_bytes=cand.predicted_bytes,
                                    where=cand.where)
+            self._finished(outcome, outcome.reason)
         else:
             outcome = self._run(cand, strategy, quant, sink or self.sink)
         outcome.quant = quant
         self.run.trials.append(outcome)
-        self.on_update(self.run)
+        self.sink(events.RunUpdated(self.run))
         return outcome
+
+    def _finished(self, outcome: TrialOutcome, reason: str) -> None:
+        """Say so for a trial that did not run now (skipped, or kept from an earlier run)."""
+        metric = outcome.result.metric if outcome.result is not None else None
+        self.sink(events.TrialFinished(outcome.model, outcome.strategy, outcome.status,
+                                       metric.value if metric else None, metric.low if metric else None,
+                                       metric.high if metric else None, reason))
 
     def _run(self, cand: Candidate, strategy: str, quant: str = "", sink: events.Sink | None = None) -> TrialOutcome:
         sink = sink or self.sink
         base = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "error",
                             predicted_bytes=cand.predicted_bytes, where=cand.where)
-        engine = "transformers" if cand.endpoint else walk_engine(cand.entry, strategy, self.spec.engine)
+        engine = "transformers" if cand.endpoint else trial_engine(cand.entry, strategy, self.spec.engine)
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
                        dtype=None if engine == "llama.cpp" else self.spec.dtype,
                        stop_below=None if self.exhaustive else self.bar,
@@ -234,7 +244,7 @@ class _Walker:
             sink(events.TrialFinished(cand.entry.id, strategy, "error", reason=base.reason))
             return base
         base.status, base.result = result.status, result
-        base.correct = verdict.per_example(self.spec.task, self.store.done_examples(result.key))
+        base.correct = result.per_example
         return base
 
     def _position(self, cand: Candidate) -> tuple[int, int]:
@@ -276,16 +286,21 @@ def _is_oom(exc: BaseException) -> bool:
 
 def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = events.null_sink,
          cancel: threading.Event | None = None, catalog: Catalog | None = None,
-         here: HardwareProfile | None = None, on_update: Callable[[RunResult], None] = lambda run: None,
+         here: HardwareProfile | None = None,
          reuse: Sequence[TrialOutcome] = (), exhaustive: bool = False,
          skip: threading.Event | None = None) -> RunResult:
     """Walk the ladders and decide. `reuse` holds finished trials from an earlier, interrupted run.
     `exhaustive` runs the whole grid (every candidate x strategy, no early stop) instead: the
     yardstick the walk is measured against. Setting `skip` stops the trial in flight (recorded as
-    skipped) and the walk goes on; setting `cancel` stops the whole run."""
+    skipped) and the walk goes on; setting `cancel` stops the whole run: TrialCancelled, with the
+    run walked so far as its `run`.
+
+    Progress goes to `sink`: every trial ends with a TrialFinished (skips and trials kept from
+    `reuse` included), then a RunUpdated carrying the run; the last RunUpdated has the decision."""
     from sizer.core.decide.recommend import decide
 
     here = here or detect()
+    catalog = catalog or load_catalog()  # read once: every trial of the walk looks its model up in it
     cands = candidates(spec, catalog, here)
     if spec.download:
         cands = _fetch_missing(spec, cands, sink, cancel)
@@ -296,7 +311,7 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
                          "see `sizer catalog list --fits`, download one, or name models with --models")
     own_store = store is None
     store = store or TrialStore.open(sink=sink)
-    walker = _Walker(spec, run, store, sink, cancel, catalog, on_update, {(t.model, t.strategy, t.where, t.quant): t for t in reuse})
+    walker = _Walker(spec, run, store, sink, cancel, catalog, {(t.model, t.strategy, t.where, t.quant): t for t in reuse})
     walker.exhaustive, walker.skip = exhaustive, skip
     try:
         (_grid if exhaustive else _walk_ladders)(walker, usable)
@@ -304,8 +319,11 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
             _walk_rungs(walker)
         run.recommendation = decide(run, walker.reference, walker.bar)
         run.finished = True
-        on_update(run)
+        sink(events.RunUpdated(run))
         return run
+    except TrialCancelled as exc:
+        exc.run = run  # what was walked before the cancel, for a partial report
+        raise
     finally:
         model_cache.release()  # a finished run holds no weights (the app stays open after it)
         if own_store:

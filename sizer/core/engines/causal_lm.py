@@ -1,27 +1,17 @@
-"""Causal language models through transformers: label log-likelihoods with a reused prefix KV cache,
-and greedy generation."""
+"""Causal language models through transformers, a `LanguageModel` (sizer.core.engines.protocol):
+label log-likelihoods with a reused prefix KV cache, and greedy generation."""
 
 from __future__ import annotations
 
 import copy
 import inspect
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from sizer.core.engines.packing import Request, build_pack, make_packs
 from sizer.core.catalog.resolve import LocalModel
-
-
-@dataclass(frozen=True)
-class Score:
-    """Log-likelihood of one continuation: its sum, its token count, and whether greedy decoding
-    would have produced every one of its tokens."""
-
-    logprob: float
-    tokens: int
-    greedy: bool
+from sizer.core.engines.packing import Request, build_pack, make_packs
+from sizer.core.engines.protocol import Score
 
 
 class CausalLM:

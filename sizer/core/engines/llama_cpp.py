@@ -1,8 +1,6 @@
 """Causal language models through llama.cpp (llama-cpp-python), at the GGUF file's own quantization.
 
-The same interface the classify and generate runners use with `sizer.core.engines.causal_lm`:
-`encode`, `tokenizer` (call, `decode`, `apply_chat_template`), `max_context`, `score` (label
-log-likelihoods) and `generate` (greedy). The KV cache holds one sequence; `_sync` keeps the
+A `LanguageModel` (sizer.core.engines.protocol), as `sizer.core.engines.causal_lm` is. The KV cache holds one sequence; `_sync` keeps the
 tokens already in it that a new input starts with, so the shared prefix (instruction +
 demonstrations) is evaluated once and every example, continuation and generation starts from it.
 
@@ -13,29 +11,19 @@ Log-likelihoods are computed here from the logits llama.cpp returns for the posi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from sizer.core.errors import SizerError
 from sizer.core.catalog.resolve import LocalModel
+from sizer.core.engines.protocol import Score
+from sizer.core.errors import SizerError
 
 EXTRA_HINT = "llama.cpp needs llama-cpp-python: install it with `pip install 'sizer[llamacpp]'`"
 DEFAULT_CONTEXT = 4096   # tokens of KV cache a trial allocates (the runners' prefix budget is 2048)
 N_BATCH = 2048           # tokens one llama_decode call may take (llama.cpp splits it into ubatches)
 N_UBATCH = 256          # tokens per ubatch: the compute buffer holds this many rows of vocabulary logits
 N_SEQ = 64               # KV sequences: 0 holds the prefix, the others one (example, label) branch each
-
-
-@dataclass(frozen=True)
-class Score:
-    """Log-likelihood of one continuation (nats), its token count, and whether greedy decoding
-    would have produced every one of its tokens (same fields as the transformers backend's)."""
-
-    logprob: float
-    tokens: int
-    greedy: bool
 
 
 def import_llama_cpp() -> Any:
@@ -138,12 +126,6 @@ class LlamaCppLM:
             raise SizerError(f"{path}: llama.cpp cannot load this GGUF file ({first}); "
                              "check the file is complete (re-download it) and is a llama.cpp model") from exc
         return cls(llm, llama_cpp)
-
-    @classmethod
-    def for_trial(cls, entry: Any, local: LocalModel, device: str, spec: Any) -> "LlamaCppLM":
-        """Load for a trial on `device`: threads from this machine's profile; on a GPU, the
-        layers and tensor split the estimator places there (sizer.core.estimate.planning)."""
-        return cls.load(local, **trial_kwargs(entry, local, device))
 
     @property
     def max_context(self) -> int:
@@ -325,75 +307,6 @@ class LlamaCppLM:
             self._last = logits
         self._truncate(keep)
         return new
-
-
-def threads_for(profile: Any) -> int:
-    """llama.cpp's threads: the profile's physical cores (llama.cpp's own default)."""
-    return max(1, int(profile.cpu.physical_cores or profile.cpu.logical_cores or 1))
-
-
-def offload_kwargs(profile: Any, shares: Sequence[Any]) -> dict[str, Any]:
-    """llama.cpp load arguments from the estimator's placement (sizer.core.estimate.llamacpp.place):
-    `n_gpu_layers` = blocks on GPUs + 1 when a GPU holds the output head (llama.cpp's -ngl counts
-    the output as one more layer); `tensor_split` = each GPU's share of those, in CUDA device order
-    (the profile's usable GPUs, by index). CPU-only placements give n_gpu_layers 0, no split."""
-    gpus = [g for g in profile.gpus if g.usable]
-    per_gpu = [0] * len(gpus)
-    names = [g.name for g in gpus]
-    taken: set[int] = set()
-    for share in shares:
-        if share.device.kind == "cpu":
-            continue
-        # placement orders GPUs by free memory; match each share to a GPU not yet matched
-        index = next(i for i, g in enumerate(gpus)
-                     if i not in taken and names[i] == share.device.name and g.free_bytes == share.device.free_bytes)
-        taken.add(index)
-        per_gpu[index] = share.layers + (1 if share.output else 0)
-    n_gpu_layers = sum(per_gpu)
-    kwargs: dict[str, Any] = {"n_gpu_layers": n_gpu_layers, "n_threads": threads_for(profile)}
-    if n_gpu_layers and sum(1 for n in per_gpu if n) > 1:
-        kwargs["tensor_split"] = [float(n) for n in per_gpu]
-    return kwargs
-
-
-def trial_kwargs(entry: Any, local: LocalModel, device: str) -> dict[str, Any]:
-    """Load arguments for a trial here: on the CPU the profile's physical cores; on GPUs the
-    estimator's placement of this file (its quantization, DEFAULT_CONTEXT tokens)."""
-    from types import SimpleNamespace
-
-    from sizer.core.hardware.profile import _detect_cpu
-
-    if device == "cpu" or entry is None:
-        return {"n_threads": threads_for(SimpleNamespace(cpu=_detect_cpu())), "n_gpu_layers": 0}
-    from sizer.core.catalog.from_config import quant_of
-    from sizer.core.hardware.profile import detect
-    from sizer.core.estimate.planning import plan_estimate
-
-    profile = detect()
-    report = plan_estimate(entry, profile, "llama.cpp", quant_of(local.gguf_file or "") or None, DEFAULT_CONTEXT)
-    if report.level == "no":
-        raise SizerError(f"{entry.id}: the estimator finds no placement of {local.gguf_file} on this machine's devices")
-    return offload_kwargs(profile, report.shares)
-
-
-def llamacpp_device(requested: str | None) -> str:
-    """The device a llama.cpp trial runs on: as asked (cpu, cuda, cuda:N, mps), else a GPU when
-    this llama-cpp-python build can offload to one, else the CPU."""
-    llama_cpp = import_llama_cpp()
-    offload = bool(llama_cpp.llama_supports_gpu_offload())
-    if requested:
-        kind = requested.split(":")[0]
-        if kind not in ("cpu", "cuda", "mps"):
-            raise SizerError(f"--device {requested}: use cpu, cuda, cuda:N or mps")
-        if kind != "cpu" and not offload:
-            raise SizerError(f"--device {requested}: this llama-cpp-python build runs on the CPU only; "
-                             "reinstall it with GPU support (e.g. CMAKE_ARGS=-DGGML_CUDA=on) or use --device cpu")
-        return requested
-    if not offload:
-        return "cpu"
-    import sys
-
-    return "mps" if sys.platform == "darwin" else "cuda"
 
 
 def _by_sequences(indices: list[int], requests: list[Any]) -> list[list[int]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 import threading
 from typing import Any, Callable, Hashable, Iterator
 
@@ -70,10 +71,6 @@ def release() -> None:
     if _held:
         _held.clear()
         gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        torch = sys.modules.get("torch")  # a model that never imported torch left no CUDA cache
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -18,6 +18,7 @@ from typing import Any
 import tomli_w
 
 from sizer import __version__
+from sizer.core import events
 from sizer.core.errors import SizerError
 from sizer.core.fileio import atomic_write_text
 from sizer.core.results.store import redact
@@ -112,6 +113,21 @@ def write_report(path: str | Path, run: Any) -> None:
                          "free some space or write it elsewhere; finished trials stay in the trial cache") from exc
 
 
+class ReportWriter:
+    """A sink (sizer.core.events) that writes the report at `path` on every `RunUpdated`, so a
+    run stopped at any point leaves the report of the trials it finished, and passes every event
+    on to `forward`. `written`: whether this run has written the file yet."""
+
+    def __init__(self, path: str | Path, forward: events.Sink = events.null_sink) -> None:
+        self.path, self.forward, self.written = path, forward, False
+
+    def __call__(self, event: events.Event) -> None:
+        if isinstance(event, events.RunUpdated):
+            write_report(self.path, event.run)
+            self.written = True
+        self.forward(event)
+
+
 REQUIRED = ("task", "hardware")  # tables `show` and `--resume` cannot do without
 
 
@@ -162,8 +178,7 @@ def _toml_problem(path: Path, text: str, exc: Exception) -> str:
 def trials_from_report(data: dict[str, Any], task: Any, store: Any) -> list[Any]:
     """Finished trials of an earlier report, ready for `walk(reuse=...)` (per-example scores come
     back from the trial cache)."""
-    from sizer.core.decide import verdict
-    from sizer.core.trials.scoring import Metric
+    from sizer.core.trials.scoring import Metric, example_scores
     from sizer.core.decide.walk import TrialOutcome
     from sizer.core.trials.trial import TrialResult
 
@@ -171,13 +186,18 @@ def trials_from_report(data: dict[str, Any], task: Any, store: Any) -> list[Any]
     for t in data.get("trials", []):
         if t.get("status") != "ok" or "metric" not in t:
             continue
+        key = t.get("key", "")
         result = TrialResult(
-            t["model"], t.get("revision"), t["strategy"], "ok", Metric(**t["metric"]), t.get("settings", {}),
-            t.get("split", {}), t.get("speed", {}), t.get("memory", {}),
-            {k: Metric(**m) for k, m in t.get("other_metrics", {}).items()}, {}, t.get("warnings", []), t.get("key", ""),
+            model=t["model"], revision=t.get("revision"), strategy=t["strategy"], status="ok",
+            metric=Metric(**t["metric"]), settings=t.get("settings", {}), split=t.get("split", {}),
+            speed=t.get("speed", {}), memory=t.get("memory", {}),
+            other_metrics={k: Metric(**m) for k, m in t.get("other_metrics", {}).items()},
+            warnings=t.get("warnings", []), key=key,
+            per_example=example_scores(task, store.done_examples(key)) if key else {},
         )
-        correct = verdict.per_example(task, store.done_examples(result.key)) if result.key else {}
-        out.append(TrialOutcome(t["model"], t["params"], t["kind"], t["strategy"], "ok", t.get("reason", ""),
-                                result, t.get("predicted_bytes", 0), correct, t.get("where", "local"),
-                                t.get("quant", ""), t.get("engine", "transformers")))
+        out.append(TrialOutcome(model=t["model"], params=t["params"], kind=t["kind"], strategy=t["strategy"],
+                                status="ok", reason=t.get("reason", ""), result=result,
+                                predicted_bytes=t.get("predicted_bytes", 0), correct=result.per_example,
+                                where=t.get("where", "local"), quant=t.get("quant", ""),
+                                engine=t.get("engine", "transformers")))
     return out

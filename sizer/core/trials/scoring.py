@@ -333,3 +333,55 @@ def metric_for(
     if name == "contains":
         return contains(golds, preds)
     return token_f1(golds, preds)
+
+
+def prediction(task: Any, record: dict) -> Any:
+    """A stored record's prediction as the metric reads it (extract: the parsed JSON object or None)."""
+    if task.kind == "extract":
+        return parse_json_object(record["prediction"]) if isinstance(record["prediction"], str) else None
+    return record["prediction"]
+
+
+def score_records(task: Any, records: Sequence[dict]) -> tuple[Metric, dict[str, Metric], dict]:
+    """The task's metric (and the others of its kind) over stored prediction records."""
+    golds = [r["gold"] for r in records]
+    preds = [r["prediction"] for r in records]
+    if task.kind == "extract":
+        preds = [parse_json_object(p) if isinstance(p, str) else None for p in preds]
+    main = metric_for(task.kind, task.metric, golds, preds, task.labels, task.fields)
+    others: dict[str, Metric] = {}
+    table: dict = {}
+    if task.kind == "classify":
+        if all("prediction_norm" in r for r in records):
+            norm = metric_for("classify", "accuracy", golds, [r["prediction_norm"] for r in records])
+            others["accuracy_norm"] = Metric("accuracy_norm", norm.value, norm.low, norm.high, norm.n, norm.method)
+        if task.metric != "macro_f1":
+            others["macro_f1"] = metric_for("classify", "macro_f1", golds, preds, task.labels)
+        table = confusion(golds, preds, task.labels)
+    elif task.kind == "generate":
+        for name in ("token_f1", "exact_match", "contains"):
+            if name != task.metric:
+                others[name] = metric_for("generate", name, golds, preds)
+    return main, others, table
+
+
+def example_scores(task: Any, records: Mapping[str, dict]) -> dict[str, float]:
+    """Example id -> that example's share of the task metric (1/0 for accuracy-like metrics)."""
+    out = {}
+    for example_id, r in records.items():
+        gold, pred = r.get("gold"), r.get("prediction")
+        if task.kind == "classify":
+            out[example_id] = float(pred == gold)
+        elif task.kind == "extract":
+            parsed = parse_json_object(pred) if isinstance(pred, str) else None
+            fields = task.fields or tuple(gold or ())
+            hits = [parsed is not None and normalise_answer(str(parsed.get(f))) == normalise_answer(str(gold.get(f)))
+                    for f in fields]
+            out[example_id] = float(np.mean(hits)) if hits else 0.0
+        elif task.metric == "exact_match":
+            out[example_id] = float(normalise_answer(str(pred)) == normalise_answer(str(gold)))
+        elif task.metric == "contains":
+            out[example_id] = float(contains_answer(str(gold), str(pred)))
+        else:
+            out[example_id] = example_token_f1(str(gold), str(pred))
+    return out

@@ -17,13 +17,12 @@ from sizer.core.engines import model_cache
 from sizer.core.catalog.model_catalog import ModelEntry, load_catalog
 from sizer.core.catalog.lookup import resolve_model
 from sizer.core.engines.endpoints import remote_candidate
-from sizer.core.engines import engine_name
+from sizer.core.engines import engine_name, get_engine
+from sizer.core.engines.protocol import Placement
 from sizer.core.errors import SizerError, TrialCancelled
 from sizer.core.trials.measure import PeakMemory, percentiles
-from sizer.core.trials.placement import choose_device, choose_dtype
-from sizer.core.catalog.resolve import locate
 from sizer.core.trials.runners import make_runner
-from sizer.core.trials.scoring import Metric, confusion, metric_for, parse_json_object
+from sizer.core.trials.scoring import Metric, example_scores, metric_for, prediction, score_records
 from sizer.core.task.split import split, stratified_split
 from sizer.core.results.store import TrialStore, trial_key
 from sizer.core.trials.strategies import check_strategy
@@ -78,9 +77,13 @@ class TrialResult:
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     key: str = ""
+    per_example: dict[str, float] = field(default_factory=dict, repr=False)  # example id -> its share of the metric
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The result as `sizer trial --json` prints it (per-example scores stay in the trial cache)."""
+        data = asdict(self)
+        data.pop("per_example")
+        return data
 
 
 def shuffled(examples: Sequence, seed: int) -> list:
@@ -100,29 +103,6 @@ def limit_examples(test: Sequence, limit: int | None, seed: int, kind: str) -> l
     return subset
 
 
-def score_records(task: Any, records: Sequence[dict]) -> tuple[Metric, dict[str, Metric], dict]:
-    """The task's metric (and the others of its kind) over stored prediction records."""
-    golds = [r["gold"] for r in records]
-    preds = [r["prediction"] for r in records]
-    if task.kind == "extract":
-        preds = [parse_json_object(p) if isinstance(p, str) else None for p in preds]
-    main = metric_for(task.kind, task.metric, golds, preds, task.labels, task.fields)
-    others: dict[str, Metric] = {}
-    table: dict = {}
-    if task.kind == "classify":
-        if all("prediction_norm" in r for r in records):
-            norm = metric_for("classify", "accuracy", golds, [r["prediction_norm"] for r in records])
-            others["accuracy_norm"] = Metric("accuracy_norm", norm.value, norm.low, norm.high, norm.n, norm.method)
-        if task.metric != "macro_f1":
-            others["macro_f1"] = metric_for("classify", "macro_f1", golds, preds, task.labels)
-        table = confusion(golds, preds, task.labels)
-    elif task.kind == "generate":
-        for name in ("token_f1", "exact_match", "contains"):
-            if name != task.metric:
-                others[name] = metric_for("generate", name, golds, preds)
-    return main, others, table
-
-
 def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
               sink: events.Sink = events.null_sink, cancel: threading.Event | None = None,
               catalog=None, position: tuple[int, int] = (1, 1)) -> TrialResult:
@@ -132,28 +112,20 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     catalog = catalog or load_catalog()
     remote = remote_candidate(spec, catalog) if spec.endpoint else None
     entry = remote or resolve_model(spec.model, catalog)
-    engine = "remote" if remote else engine_name(spec.engine)
-    if engine == "llama.cpp":
-        from sizer.core.trials import llamacpp as trial_llamacpp
-
-        device, local, dtype = trial_llamacpp.prepare(entry, spec)
-    else:
-        device = "remote" if remote else choose_device(spec.device)
-        dtype = "server" if remote else choose_dtype(device, spec.dtype, entry.kind)
-        local = None if remote else _locate(entry, spec)
+    engine = None if remote else get_engine(spec.engine)
+    placement = Placement("remote", "server", revision=remote.revision) if remote else _place(engine, entry, spec)
+    device, dtype = placement.device, placement.dtype
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
     test = shuffled(limit_examples(test, spec.limit, seed, task.kind), seed)
-    revision = remote.revision if remote else local.revision
-    if spec.managed:
-        revision = f"managed:{spec.managed}"
-    runner = make_runner(entry, task, spec, local, device, dtype, seed)
+    revision = f"managed:{spec.managed}" if spec.managed else placement.model_revision
+    runner = make_runner(entry, task, spec, placement, seed)
     own_store = store is None
     store = store or TrialStore.open(sink=sink)
     try:
-        with PeakMemory("cpu" if engine == "llama.cpp" else device) as memory:
+        with PeakMemory(placement.memory_device) as memory:
             began = time.perf_counter()
-            _load(runner, entry, local, _LoadReporter(sink, entry.id, *position))
+            _load(runner, entry, placement.local, _LoadReporter(sink, entry.id, *position))
             load_s = time.perf_counter() - began
             reused = model_cache.reused_bytes()
             sink(events.TrialPreparing(entry.id, spec.strategy))
@@ -161,10 +133,8 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             settings = {**settings, "device": device, "dtype": dtype, "seed": seed}
             if spec.managed:  # the server's port changes from run to run; the trial is the same
                 settings = {**settings, "endpoint": f"managed: {spec.managed}"}
-            if engine == "llama.cpp":  # in the key, so a llama.cpp trial never reuses a transformers one
-                settings = {**settings, "engine": engine, "quant": dtype}
-            elif spec.quant:
-                settings = {**settings, "engine": engine, "quant": spec.quant.upper()}
+            if engine is not None:
+                settings = {**settings, **engine.key_settings(placement, spec)}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "revision": revision, "strategy": spec.strategy, "settings": settings, "task": task.name})
             records, timing, status = _predict(task, runner, test, store, key, entry.id, spec, sink, cancel)
@@ -181,15 +151,14 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
                    "measured_by": "not measurable here: the process reused memory freed by an earlier model "
                                   "(run `sizer trial` for this model alone to measure it)"}
         speed, mem = _measured_before(store, key, speed, mem)
-        if engine == "llama.cpp":
-            mem.setdefault("predicted_bytes", trial_llamacpp.predicted_peak(entry, local, settings))
-        elif not remote:
-            mem.setdefault("predicted_bytes", predicted_peak(entry, local, dtype, device, settings))
-        else:
+        if remote:
             speed, mem = {**speed, "measured": "remotely"}, remote.memory()
+        else:
+            mem.setdefault("predicted_bytes", engine.predicted_peak(entry, placement, settings))
         result = TrialResult(entry.id, revision, spec.strategy, status, metric, settings,
                              {"train": len(train), "test": len(test)}, speed, mem, others, table,
-                             list(getattr(task, "warnings", ())) + runner.warnings, key)
+                             list(getattr(task, "warnings", ())) + runner.warnings, key,
+                             example_scores(task, {r["example_id"]: r for r in records}))
         if status == "ok":
             store.finish_trial(key, {"status": status, "metric": metric.as_dict(), "speed": speed, "memory": mem})
         reason = f"upper bound below {spec.stop_below:.3f}" if status == "stopped-early" else ""
@@ -198,26 +167,6 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     finally:
         if own_store:
             store.close()
-
-
-def predicted_peak(entry: ModelEntry, local: Any, dtype: str, device: str, settings: dict) -> int | None:
-    """The estimator's figure, as the trial's measurement sees it, for this trial's workload (the shared prefix plus one
-    pack of 2048 tokens; encoders: batches of 64 at their window), to show beside the measurement."""
-    from sizer.core.catalog.from_config import quant_of
-    from sizer.core.estimate.memory import inference_memory
-    from sizer.core.quant.precision import parse_precision
-
-    kind = "cpu" if device == "cpu" else device.split(":")[0]
-    try:
-        if entry.kind == "encoder":
-            return inference_memory(entry, parse_precision(dtype), min(entry.max_context, 128), 64, kind).measured_bytes
-        name = (quant_of(local.gguf_file) or dtype) if local.gguf_file else dtype
-        context = min(entry.max_context, int(settings.get("prefix_tokens", 0)) + 2048)
-        # transformers de-quantizes a GGUF file to the dtype the trial runs in
-        precision = parse_precision(name, compute=dtype if dtype in ("fp32", "bf16", "fp16") else None)
-        return inference_memory(entry, precision, context, 1, kind).measured_bytes
-    except SizerError:
-        return None
 
 
 def _measured_before(store: TrialStore, key: str, speed: dict, mem: dict) -> tuple[dict, dict]:
@@ -230,13 +179,14 @@ def _measured_before(store: TrialStore, key: str, speed: dict, mem: dict) -> tup
     return old_speed, {**previous.get("memory", mem), "measured_earlier": True}
 
 
-def _locate(entry: ModelEntry, spec: TrialSpec) -> Any:
-    """The model's files: the GGUF rung `spec.quant` names (sizer.core.quant.rungs), else its own."""
-    if spec.quant:
-        from sizer.core.quant.rungs import locate_quant
-
-        return locate_quant(entry, spec.quant)
-    return locate(entry, allow_pickle=spec.allow_pickle)
+def _place(engine: Any, entry: ModelEntry, spec: TrialSpec) -> Placement:
+    """The engine's placement of this trial, once it is known to run the model's kind and the strategy."""
+    name = engine_name(spec.engine)
+    if entry.kind not in engine.kinds:
+        raise SizerError(f"{entry.id}: the {name} engine runs {' and '.join(engine.kinds)} models, not {entry.kind} models")
+    if spec.strategy not in engine.strategies:
+        raise SizerError(f"--engine {name} runs {', '.join(engine.strategies)} trials, not {spec.strategy}")
+    return engine.place(entry, spec)
 
 
 LOAD_REPORT_S = 1.0  # at most one loading-progress event a second, besides the first and the last
@@ -290,7 +240,7 @@ def _predict(task, runner, test, store, key, model, spec, sink, cancel) -> tuple
         if cancel is not None and cancel.is_set():
             raise TrialCancelled(f"trial {model} {strategy} cancelled; {len(records) + len(new)} examples kept in the cache")
         seen = records + new
-        metric = metric_for(task.kind, task.metric, [r["gold"] for r in seen], [_pred(task, r) for r in seen],
+        metric = metric_for(task.kind, task.metric, [r["gold"] for r in seen], [prediction(task, r) for r in seen],
                             task.labels, task.fields)
         rate = len(new) / max(time.perf_counter() - began, 1e-9)
         sink(events.TrialProgress(model, strategy, len(seen), len(test), metric.value, metric.low, metric.high, rate))
@@ -311,9 +261,3 @@ def _predict(task, runner, test, store, key, model, spec, sink, cancel) -> tuple
               "p50_latency_s": round(p50, 4), "p95_latency_s": round(p95, 4),
               "tokens_per_s": round(tokens / elapsed, 1) if new else 0.0}
     return records + new, timing, status
-
-
-def _pred(task: Any, record: dict) -> Any:
-    if task.kind == "extract":
-        return parse_json_object(record["prediction"]) if isinstance(record["prediction"], str) else None
-    return record["prediction"]

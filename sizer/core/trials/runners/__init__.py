@@ -8,14 +8,14 @@ with one stored record per example (`example_id`, `gold`, `prediction`, `latency
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Callable
 
 from sizer.core.catalog.model_catalog import ModelEntry
 from sizer.core.errors import SizerError
-from sizer.core.catalog.resolve import LocalModel
+from sizer.core.engines.protocol import Placement
 
 # (model kind, task kind or "*", strategy or "*") -> "module:factory". First match wins.
-# A factory is called as factory(entry, task, spec, local, device, dtype, seed) -> runner.
+# A factory is called as factory(entry, task, spec, placement, seed) -> runner.
 RUNNERS: list[tuple[tuple[str, str, str], str]] = [
     (("encoder", "classify", "rag"), "sizer.core.trials.runners.encoder_knn:make"),
     (("causal", "*", "rag"), "sizer.core.trials.runners.lm_rag:make"),
@@ -35,51 +35,39 @@ def _matches(pattern: tuple[str, str, str], key: tuple[str, str, str]) -> bool:
     return all(p in ("*", k) for p, k in zip(pattern, key))
 
 
-def make_runner(entry: ModelEntry, task: Any, spec: Any, local: LocalModel, device: str, dtype: str, seed: int) -> Any:
+def make_runner(entry: ModelEntry, task: Any, spec: Any, placement: Placement, seed: int) -> Any:
+    """The runner for this model kind, task kind and strategy; `placement` is the engine's
+    (sizer.core.engines.protocol.Placement). Raises SizerError when none runs the combination."""
     key = (entry.kind, task.kind, spec.strategy)
     for pattern, target in RUNNERS:
         if _matches(pattern, key):
             module, factory = target.split(":")
-            return getattr(importlib.import_module(module), factory)(entry, task, spec, local, device, dtype, seed)
+            return getattr(importlib.import_module(module), factory)(entry, task, spec, placement, seed)
     if entry.kind == "encoder" and task.kind != "classify":
         raise SizerError(f"{entry.id} is an encoder: it can run classify tasks only, not {task.kind}")
     raise SizerError(f"{entry.id}: no way to run a {entry.kind} model on a {task.kind} task with {spec.strategy}")
 
 
-def causal_loader(local: LocalModel, device: str, dtype: str, spec: Any, entry: ModelEntry | None = None):
-    """A function that loads the causal LM when the trial is ready to (so loading is measured);
-    the model held from the previous trial is reused when it is the same one. The engine is
-    `spec.engine` (sizer.core.engines); transformers unless a spec names another."""
+def causal_loader(placement: Placement, spec: Any, entry: ModelEntry) -> Callable[[], Any]:
+    """A function that loads the causal LM on the engine `spec.engine` names (sizer.core.engines)
+    when the trial is ready to (so loading is measured); the model held from the previous trial
+    is reused when it is the same one."""
+    from sizer.core.engines import engine_name, get_engine
     from sizer.core.engines.model_cache import get_or_load
 
-    engine = getattr(spec, "engine", "transformers") or "transformers"
-    if engine != "transformers":
-        from sizer.core.engines import get_engine
-
-        backend = get_engine(engine)
-        key = (engine, str(local.path), local.gguf_file, device)
-        return lambda: get_or_load(key, "cpu", lambda: backend.for_trial(entry, local, device, spec))
-    from sizer.core.engines.causal_lm import CausalLM
-    from sizer.core.trials.placement import torch_dtype
-
-    key = ("causal", str(local.path), local.gguf_file, device, dtype)
-
-    def load() -> Any:
-        # "cuda" without an index: several GPUs take the model as the plan places it (accelerate's device_map)
-        placement = None
-        if device == "cuda":
-            from sizer.core.engines.device_map import planned_placement
-
-            placement = planned_placement(spec.model, dtype)
-        return CausalLM.load(local, device, torch_dtype(dtype), spec.trust_remote_code, placement=placement)
-
-    return lambda: get_or_load(key, device, load)
+    name = engine_name(getattr(spec, "engine", None))
+    engine = get_engine(name)
+    local = placement.local
+    key = (name, entry.id, str(local.path) if local else "", local.gguf_file if local else "",
+           placement.device, placement.dtype)
+    return lambda: get_or_load(key, placement.memory_device, lambda: engine.for_trial(entry, placement, spec))
 
 
-def encoder_loader(local: LocalModel, device: str, spec: Any):
-    """Like `causal_loader`, for sentence encoders."""
+def encoder_loader(placement: Placement, spec: Any) -> Callable[[], Any]:
+    """Like `causal_loader`, for sentence encoders (through sentence-transformers)."""
     from sizer.core.engines.encoder import Encoder
     from sizer.core.engines.model_cache import get_or_load
 
+    local, device = placement.local, placement.device
     key = ("encoder", str(local.path), device)
     return lambda: get_or_load(key, device, lambda: Encoder.load(local, device, spec.trust_remote_code))

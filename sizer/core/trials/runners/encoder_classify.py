@@ -83,8 +83,8 @@ class EncoderClassifyRunner:
             ])
 
 
-def make(entry, task, spec, local, device, dtype, seed) -> EncoderClassifyRunner:
+def make(entry, task, spec, placement, seed) -> EncoderClassifyRunner:
     from sizer.core.trials.runners import encoder_loader
 
-    return EncoderClassifyRunner(encoder_loader(local, device, spec), spec.strategy,
+    return EncoderClassifyRunner(encoder_loader(placement, spec), spec.strategy,
                                  spec.shots, seed, spec.encoder_scoring)

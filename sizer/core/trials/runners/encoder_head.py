@@ -183,7 +183,8 @@ class EncoderHeadRunner:
             ])
 
 
-def make(entry, task, spec, local, device, dtype, seed) -> EncoderHeadRunner:
+def make(entry, task, spec, placement, seed) -> EncoderHeadRunner:
+    local, device = placement.local, placement.device
     budget = getattr(spec, "budget_s", None) or finetune.default_budget_s(device)
     curve = getattr(spec, "learning_curve", None)
     return EncoderHeadRunner(lambda: model_cache.fresh(lambda: Encoder.load(local, device, spec.trust_remote_code)), entry.id, local.revision,

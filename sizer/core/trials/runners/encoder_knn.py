@@ -31,8 +31,9 @@ class EncoderKNNRunner(EncoderClassifyRunner):
         return settings, digest, self._drop_too_long(test)
 
 
-def make(entry, task, spec, local, device, dtype, seed) -> EncoderKNNRunner:
+def make(entry, task, spec, placement, seed) -> EncoderKNNRunner:
     from sizer.core.trials.runners import encoder_loader
 
-    return EncoderKNNRunner(encoder_loader(local, device, spec),
+    local = placement.local
+    return EncoderKNNRunner(encoder_loader(placement, spec),
                             f"{entry.id}@{local.revision}", spec.shots, seed)

@@ -323,5 +323,5 @@ def chat_messages(task: Any, demos: Sequence) -> list[dict[str, str]]:
     return messages
 
 
-def make(entry, task, spec, local, device, dtype, seed) -> HTTPClassifyRunner:
+def make(entry, task, spec, placement, seed) -> HTTPClassifyRunner:
     return HTTPClassifyRunner(entry, spec.strategy, spec.shots, seed)

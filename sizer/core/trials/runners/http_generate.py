@@ -57,5 +57,5 @@ class HTTPGenerateRunner(LMGenerateRunner):
         self.lm.client.map(run, examples, lambda _example, row: on_batch([row]))
 
 
-def make(entry, task, spec, local, device, dtype, seed) -> HTTPGenerateRunner:
+def make(entry, task, spec, placement, seed) -> HTTPGenerateRunner:
     return HTTPGenerateRunner(entry, spec.strategy, spec.shots, seed)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from sizer.core.trials import prompts
 from sizer.core.engines.packing import Request
+from sizer.core.engines.protocol import LanguageModel
 from sizer.core.trials.strategies import demonstrations
 
-if TYPE_CHECKING:  # the transformers backend imports torch; a llama.cpp trial does without it
-    from sizer.core.engines.causal_lm import CausalLM
 
 AUTO_SHOTS = 4           # demonstrations per label when the user does not say
 PREFIX_BUDGET = 2048     # tokens the shared prefix may take, at most
@@ -18,7 +17,7 @@ FIRST_PACK_TOKENS = 1    # the first pack holds one example: the running metric 
 
 
 class LMClassifyRunner:
-    def __init__(self, loader: Callable[[], CausalLM], instruct: bool, strategy: str,
+    def __init__(self, loader: Callable[[], LanguageModel], instruct: bool, strategy: str,
                  shots: int | None, seed: int, pack_tokens: int = 2048) -> None:
         self._loader = loader
         self.instruct = instruct
@@ -26,7 +25,7 @@ class LMClassifyRunner:
         self.shots = shots
         self.seed = seed
         self.pack_tokens = pack_tokens
-        self.lm: CausalLM | None = None
+        self.lm: LanguageModel | None = None
         self.plan: prompts.PromptPlan | None = None
         self.warnings: list[str] = []
         # The shared prefix's KV cache is computed in prepare(), before scoring starts, unless the
@@ -118,7 +117,7 @@ class LMClassifyRunner:
                       first_pack_tokens=FIRST_PACK_TOKENS)
 
 
-def make(entry, task, spec, local, device, dtype, seed) -> LMClassifyRunner:
+def make(entry, task, spec, placement, seed) -> LMClassifyRunner:
     from sizer.core.trials.runners import causal_loader
 
-    return LMClassifyRunner(causal_loader(local, device, dtype, spec, entry), entry.instruct, spec.strategy, spec.shots, seed)
+    return LMClassifyRunner(causal_loader(placement, spec, entry), entry.instruct, spec.strategy, spec.shots, seed)

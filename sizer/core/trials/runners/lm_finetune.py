@@ -20,7 +20,7 @@ from sizer.core.trials import finetune
 from sizer.core.trials import prompts
 from sizer.core.engines.packing import Request
 from sizer.core.trials.learning_curve import learning_curve
-from sizer.core.trials.scoring import Metric
+from sizer.core.trials.scoring import Metric, score_records
 from sizer.core.task.split import holdout_count, stratified_split
 from sizer.core.results.store import content_hash
 
@@ -98,8 +98,6 @@ class LMFinetuneRunner:
         )
 
     def _score_test(self, task: Any, test: Sequence) -> Metric:
-        from sizer.core.trials.trial import score_records
-
         rows: list[dict] = []
         self.inner.predict(task, test, rows.extend)
         return score_records(task, rows)[0]
@@ -164,11 +162,12 @@ class LMFinetuneRunner:
         return settings
 
 
-def make(entry, task, spec, local, device, dtype, seed) -> LMFinetuneRunner:
+def make(entry, task, spec, placement, seed) -> LMFinetuneRunner:
     from sizer.core.trials.runners import lm_classify, lm_generate
 
+    local, device = placement.local, placement.device
     scoring = dataclasses.replace(spec, strategy="zero-shot")
-    inner = (lm_classify if task.kind == "classify" else lm_generate).make(entry, task, scoring, local, device, dtype, seed)
+    inner = (lm_classify if task.kind == "classify" else lm_generate).make(entry, task, scoring, placement, seed)
     inner.prefix_in_prepare = False  # training changes the weights the prefix would be computed with
     budget = getattr(spec, "budget_s", None) or finetune.default_budget_s(device)
     curve = bool(getattr(spec, "learning_curve", None))

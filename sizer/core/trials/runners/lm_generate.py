@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
+from sizer.core.engines.protocol import LanguageModel
 from sizer.core.trials import prompts
 from sizer.core.trials.strategies import demonstrations
 
-if TYPE_CHECKING:  # the transformers backend imports torch; a llama.cpp trial does without it
-    from sizer.core.engines.causal_lm import CausalLM
 
 AUTO_SHOTS = 3
 
 
 class LMGenerateRunner:
-    def __init__(self, loader: Callable[[], CausalLM], instruct: bool, strategy: str,
+    def __init__(self, loader: Callable[[], LanguageModel], instruct: bool, strategy: str,
                  shots: int | None, seed: int) -> None:
         self._loader = loader
         self.instruct = instruct
@@ -56,7 +55,7 @@ class LMGenerateRunner:
                        "latency_s": time.perf_counter() - began, "tokens": generated}])
 
 
-def make(entry, task, spec, local, device, dtype, seed) -> LMGenerateRunner:
+def make(entry, task, spec, placement, seed) -> LMGenerateRunner:
     from sizer.core.trials.runners import causal_loader
 
-    return LMGenerateRunner(causal_loader(local, device, dtype, spec, entry), entry.instruct, spec.strategy, spec.shots, seed)
+    return LMGenerateRunner(causal_loader(placement, spec, entry), entry.instruct, spec.strategy, spec.shots, seed)

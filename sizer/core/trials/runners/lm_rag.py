@@ -5,7 +5,7 @@
 - classify, or generate/extract without documents: kNN demonstrations. Each test example gets the
   k training examples nearest to it (never test examples) as its demonstrations, most similar last
   (next to the question). The shared prefix is then the instruction only; each example's part
-  carries its own demonstrations, still scored through `CausalLM.score` with the prefix cache.
+  carries its own demonstrations, still scored through the model's `score` with the prefix cache.
 """
 
 from __future__ import annotations
@@ -163,10 +163,11 @@ def context_prompt(hits: Sequence[retrieval.Hit], question: str) -> str:
     return f"Context:\n{passages}\n\nQuestion: {question}"
 
 
-def make(entry, task, spec, local, device, dtype, seed):
+def make(entry, task, spec, placement, seed):
     from sizer.core.trials.runners import causal_loader
 
-    loader = causal_loader(local, device, dtype, spec)
+    device = placement.device
+    loader = causal_loader(placement, spec, entry)
     embedder = lambda: retrieval.load_embedder(device=device)
     if task.documents:  # bad evidence is reported before any model loads
         retrieval.check_evidence(task.examples, retrieval.chunk_documents(task.documents))
