@@ -22,7 +22,7 @@ def core_modules() -> list[str]:
 
 def test_core_module_list_covers_subpackages():
     modules = core_modules()
-    # runners/ and backends/ hold most of the model code; the walk must reach into them.
+    # trials/runners/ and engines/ hold most of the model code; the walk must reach into them.
     assert any(m.startswith("sizer.core.trials.runners.") for m in modules), modules
     assert any(m.startswith("sizer.core.engines.") for m in modules), modules
     assert len(modules) == len(list(CORE.rglob("*.py")))

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from sizer.core.task.split import allocate, holdout_count, split, stratified_split
-from sizer.core.task.spec import Example, example_id, load_task, normalise
+from sizer.core.task.model import Example, example_id, normalise
+from sizer.core.task.spec import load_task
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "banking.toml"
 

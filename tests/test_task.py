@@ -13,7 +13,8 @@ import pytest
 from sizer.cli import main
 from sizer.core.errors import SizerError
 from sizer.core.events import Message
-from sizer.core.task.spec import Example, check_lengths, example_id, load_task, split, summarize
+from sizer.core.task.model import Example, example_id
+from sizer.core.task.spec import check_lengths, load_task, split, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "banking.toml"

@@ -17,7 +17,8 @@ import pytest
 from textual.widgets import Input
 
 from sizer.core.hardware.profile import simulated
-from sizer.core.task.spec import ROW_KEYS, TABLE_KEYS, TOP_KEYS, Task, load_task
+from sizer.core.task.model import ROW_KEYS, TABLE_KEYS, TOP_KEYS, Task
+from sizer.core.task.spec import load_task
 from sizer.core.task.write import dump_task, save_task
 from sizer.tui import task_form
 from sizer.tui.app import SizerApp

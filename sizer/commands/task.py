@@ -12,7 +12,8 @@ from typing import Any, Callable
 from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
 from sizer.core.paths import demo_task, shipped_examples
-from sizer.core.task.spec import KINDS, load_task, summarize
+from sizer.core.task.model import KINDS
+from sizer.core.task.spec import load_task, summarize
 
 _HEAD = """\
 # A sizer task: what the model must do, with examples of it done right.

@@ -24,7 +24,8 @@ from sizer.core.catalog.model_catalog import Catalog, load_catalog
 from sizer.core.errors import SizerError
 from sizer.core.hardware.profile import HardwareProfile, detect, simulated
 from sizer.core.trials.strategies import STRATEGIES
-from sizer.core.task.spec import Task, load_task
+from sizer.core.task.model import Task
+from sizer.core.task.spec import load_task
 from sizer.tui import engine
 from sizer.tui.bridge import CoreEvent, sink_to
 from sizer.tui.steps import step_bindings, step_screens

@@ -21,8 +21,9 @@ from typing import NamedTuple
 
 from sizer.core.errors import SizerError
 from sizer.core.trials.scoring import METRICS
-from sizer.core.task.spec import (DEFAULT_BUDGET, DEFAULT_INSTRUCTIONS, DRAWN, GIVEN_COLUMN, Example, ExampleFile,
-                             Target, Task, example_id, load_task)
+from sizer.core.task.model import (DEFAULT_BUDGET, DEFAULT_INSTRUCTIONS, DRAWN, GIVEN_COLUMN, Example, ExampleFile,
+                                   Target, Task, example_id)
+from sizer.core.task.spec import load_task
 from sizer.core.task.files import read_rows
 from sizer.core.task.write import dump_task
 

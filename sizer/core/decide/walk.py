@@ -332,7 +332,7 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
 
 def _fetch_missing(spec: RunSpec, cands: list[Candidate], sink: events.Sink,
                    cancel: threading.Event | None) -> list[Candidate]:
-    """Candidates with the missing ones fetched within the run's download budget (see download_run)."""
+    """Candidates with the missing ones fetched within the run's download budget (see sizer.core.download.in_run)."""
     from sizer.core.download.progress import DownloadCancelled
     from sizer.core.download.in_run import budget_bytes, fetch_missing
 

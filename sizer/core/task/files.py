@@ -11,6 +11,7 @@ the file and, where there is one, the line, and what was expected there.
 from __future__ import annotations
 
 import codecs
+import difflib
 import csv
 import io
 import itertools
@@ -19,7 +20,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from sizer.core.errors import SizerError
 
@@ -267,3 +268,36 @@ def _jsonl_rows(text: str, shown: str, columns: dict[str, str], optional: tuple[
                 f"keys seen: {', '.join(repr(k) for k in sorted(seen))}"
             )
     return rows
+
+
+class SpecFile:
+    """The parsed TOML with helpers that point errors at file:line and the field."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.shown = str(path)
+        self.doc, self.text = load_toml(path, self.shown)
+        self.warnings: list[str] = []
+
+    def where(self, *keys: str) -> str:
+        line = field_line(self.text, *keys) if keys else None
+        return f"{self.shown}:{line}" if line else self.shown
+
+    def fail(self, message: str, *keys: str) -> SizerError:
+        name = ".".join(keys)
+        return SizerError(f"{self.where(*keys)}: {name}: {message}" if name else f"{self.where()}: {message}")
+
+    def check_keys(self, table: dict[str, Any], allowed: Sequence[str], *keys: str) -> None:
+        for key in table:
+            if key not in allowed:
+                raise self.fail(f"unknown field{close_match(key, allowed)}; expected one of {', '.join(allowed)}",
+                                *keys, key)
+
+
+def close_match(word: str, choices: Iterable[str]) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -16,7 +16,7 @@ import math
 from typing import TYPE_CHECKING, Callable, Sequence
 
 if TYPE_CHECKING:
-    from sizer.core.task.spec import Example, Task
+    from sizer.core.task.model import Example, Task
 
 
 def holdout_count(count: int, fraction: float) -> int:

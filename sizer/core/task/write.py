@@ -19,7 +19,7 @@ from typing import Any
 import tomli_w
 
 from sizer.core.fileio import atomic_write_text
-from sizer.core.task.spec import DRAWN, Example, Task
+from sizer.core.task.model import DRAWN, Example, Task
 
 __all__ = ["dump_task", "save_task", "task_document"]
 
