@@ -268,12 +268,13 @@ def test_key_presses_are_handled_within_100ms_while_a_trial_runs():
 
 @pytest.mark.slow
 def test_run_screen_shows_loading_then_a_live_metric_within_a_second_of_each_trial_starting():
-    """`r` on the demo (both offline models, zero-shot and few-shot, 24 test examples): the Run
-    screen says which model loads, and within a second of each trial's scoring starting it shows a
-    running metric and examples/s. The screen's text is read after every state change."""
+    """`r` on the demo (both offline models, zero-shot and few-shot, 16 test examples, then the
+    quantization rungs): the Run screen says which model loads, and within a second of each
+    trial's scoring starting it shows a running metric and examples/s. The screen's text is read
+    after every state change."""
 
     async def go():
-        app = make_app(limit=24)
+        app = make_app(limit=16)
         seen: list[tuple[float, str, tuple[str, str], str, str]] = []
         async with app.run_test(size=(120, 36)) as pilot:
             await ready(app, pilot)
