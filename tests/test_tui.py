@@ -325,3 +325,24 @@ def test_headless_command_names_the_task_file_after_the_task_screen_was_visited(
 
     command = asyncio.run(go())
     assert f"sizer run {demo_task()} " in command.replace("\n", " ") and "TASK.toml" not in command
+
+
+def test_the_engine_selector_reestimates_every_candidate_for_that_engine():
+    """On a 1x RTX 4090, SmolLM2 as transformers holds fp32/bf16 float weights; as llama.cpp it
+    holds its Q4_1 GGUF: the Models screen's figures must change with the selector."""
+    from textual.widgets import Select
+
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(120, 36)) as pilot:
+            await ready(app, pilot)
+            await pilot.press("3")
+            need = {r.entry.id: r.need_bytes for r in app.state.candidates}
+            app.screen.query_one("#engine", Select).value = "llama.cpp"
+            await pilot.pause()
+            await ready(app, pilot)
+            return app.state.engine, need, {r.entry.id: r.need_bytes for r in app.state.candidates}
+
+    chosen, before, after = asyncio.run(go())
+    assert chosen == "llama.cpp"
+    assert after[SMOLLM] < before[SMOLLM]  # 4.5-bit GGUF weights against 16-bit floats

@@ -217,6 +217,15 @@ class SizerApp(App):
         self.changed()
         self.estimate_candidates()
 
+    def use_engine(self, name: str | None) -> None:
+        """Estimate every candidate as engine `name` would serve it (None: the default engine)."""
+        self.state.engine = name
+        self.estimate_candidates()
+
+    def use_run_options(self, limit: int | None, strategies: list[str]) -> None:
+        """The next run's test examples per trial (None: all) and strategies, cheapest first."""
+        self.state.limit, self.state.strategies = limit, [s for s in STRATEGIES if s in strategies]
+
     @work(thread=True, exclusive=True, group="candidates")
     def estimate_candidates(self) -> None:
         profile = self.state.profile

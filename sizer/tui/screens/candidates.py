@@ -151,8 +151,7 @@ class CandidatesScreen(StepScreen):
 
     @on(Select.Changed, "#engine")
     def _engine(self, event: Select.Changed) -> None:
-        self.sizer.state.engine = None if event.value is Select.NULL else str(event.value)
-        self.app.estimate_candidates()  # re-estimate every model for the chosen engine
+        self.sizer.use_engine(None if event.value is Select.NULL else str(event.value))
 
     @on(Input.Submitted, "#search")
     def _search_done(self) -> None:
@@ -166,9 +165,9 @@ class CandidatesScreen(StepScreen):
     @on(Input.Changed, "#limit")
     def _limit(self, event: Input.Changed) -> None:
         value = event.value.strip()
-        self.sizer.state.limit = int(value) if value.isdigit() and int(value) > 0 else None
+        limit = int(value) if value.isdigit() and int(value) > 0 else None
+        self.sizer.use_run_options(limit, self.sizer.state.strategies)
 
     @on(SelectionList.SelectedChanged, "#strategies")
     def _strategies(self, event: SelectionList.SelectedChanged) -> None:
-        chosen = set(event.selection_list.selected)
-        self.sizer.state.strategies = [s for s in STRATEGIES if s in chosen]
+        self.sizer.use_run_options(self.sizer.state.limit, list(event.selection_list.selected))
