@@ -191,3 +191,14 @@ def test_every_trial_of_a_walk_ends_with_an_event_skips_included_then_the_run(tm
     updates = [e for e in seen if isinstance(e, events.RunUpdated)]
     assert len(updates) == len(run.trials) + 1 and updates[-1].run.finished
     assert seen[-1] is updates[-1]
+
+
+def test_a_limit_below_the_label_count_says_it_scores_one_example_per_label(catalog, tmp_path):
+    """The demo has 8 labels: --limit 4 still scores one example of each, and the result says so."""
+    from sizer.core.trials.trial import TrialSpec, run_trial
+
+    with TrialStore.open(tmp_path / "trials.sqlite") as store:
+        result = run_trial(load_task(BANKING), TrialSpec(model=QWEN[3], strategy="zero-shot", limit=4, engine="fake"),
+                           store, catalog=catalog)
+    assert result.split["test"] == 8 == result.metric.n
+    assert "--limit 4: scored 8 examples, at least one per label (the subset is stratified by label)" in result.warnings

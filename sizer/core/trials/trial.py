@@ -118,6 +118,10 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
     test = shuffled(limit_examples(test, spec.limit, seed, task.kind), seed)
+    notes = []  # with the result's warnings: an error before any scoring stays the only line on stderr
+    if spec.limit is not None and len(test) > spec.limit:
+        notes.append(f"--limit {spec.limit}: scored {len(test)} examples, at least one per label "
+                     "(the subset is stratified by label)")
     revision = f"managed:{spec.managed}" if spec.managed else placement.model_revision
     runner = make_runner(entry, task, spec, placement, seed)
     own_store = store is None
@@ -157,7 +161,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             mem.setdefault("predicted_bytes", engine.predicted_peak(entry, placement, settings))
         result = TrialResult(entry.id, revision, spec.strategy, status, metric, settings,
                              {"train": len(train), "test": len(test)}, speed, mem, others, table,
-                             list(getattr(task, "warnings", ())) + runner.warnings, key,
+                             list(getattr(task, "warnings", ())) + notes + runner.warnings, key,
                              example_scores(task, {r["example_id"]: r for r in records}))
         if status == "ok":
             store.finish_trial(key, {"status": status, "metric": metric.as_dict(), "speed": speed, "memory": mem})
