@@ -117,10 +117,10 @@ def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProf
     if spec.task.kind != "classify":
         entries = [e for e in entries if e.kind != "encoder"]
     device = run_device(spec.engine, spec.device)
+    engine = estimate_engine(spec.engine)
     out = []
     for entry in sorted(entries, key=lambda e: -e.params):
         dtype = choose_dtype(device, spec.dtype, entry.kind)
-        engine = estimate_engine(spec.engine)
         report = plan_estimate(entry, here, engine, None if engine in ("llama.cpp", "vllm") else dtype)
         predicted = max((s.need_bytes for s in report.shares), default=max(m.total_bytes for m in report.memory.values()))
         cached = catalog.is_cached(entry) or not needs_files(entry, spec.engine)
