@@ -15,8 +15,8 @@ import pytest
 import llama_server
 from conftest import TINY
 from sizer.cli import main
-from sizer.core.engines.http import OpenAIClient, backoff_delay
-from sizer.core.engines.endpoints import make_endpoint, normalize_url
+from sizer.core.engines.endpoints import RemoteCandidate, make_endpoint, normalize_url
+from sizer.core.engines.http import OpenAIClient, RemoteLM, backoff_delay
 from sizer.core.errors import SizerError
 from sizer.core.paths import shipped_examples
 from sizer.core.trials.runners.http_classify import closest_label, label_prefixes
@@ -185,6 +185,24 @@ def test_map_keeps_at_most_concurrency_in_flight_and_stops_on_error(stub):
     assert len(server.seen) < 12 + 100  # the rest were never sent
 
 
+@pytest.mark.parametrize("owner, props, given, expected", [
+    ("me", None, None, 1),                 # llama-cpp-python's server: one request at a time
+    ("llamacpp", {"total_slots": 2}, None, 2),  # llama-server --parallel 2, from GET /props
+    ("llamacpp", {}, None, 4),             # /props without the figure: the default
+    ("vllm", None, None, 4),               # batches requests itself: the default, 4 in flight
+    ("me", None, 3, 3),                    # a concurrency the user gave always wins
+])
+def test_requests_in_flight_match_the_servers_slots(stub, owner, props, given, expected):
+    script = [(200, {"data": [{"id": "m", "object": "model", "owned_by": owner}]}, {})]
+    if props is not None:
+        script.append((200, props, {}))
+    server = stub(script)
+    lm = RemoteLM.load(RemoteCandidate(make_endpoint(server.url, "m", concurrency=given)))
+    assert lm.client.concurrency == expected
+    asked = [seen["path"] for seen in server.seen]
+    assert asked == (["/v1/models", "/props"] if props is not None and given is None else ["/v1/models"])
+
+
 def run_cli(capsys, *argv):
     code = main(["trial", *argv])
     out, err = capsys.readouterr()
@@ -253,6 +271,8 @@ def test_server_and_local_transformers_agree_on_the_same_weights(llama, trial_en
     local = run_trial(task, TrialSpec(model=SMOLLM2, strategy="zero-shot", limit=16))
     remote = run_trial(task, remote_spec(llama, strategy="zero-shot", limit=16))
     assert remote.settings["scoring"] == "next-token-logprobs"
+    # llama-cpp-python's server takes one request at a time: one in flight keeps its prompt cache
+    assert RemoteLM.load(RemoteCandidate(make_endpoint(llama.url, llama_server.SERVED_NAME))).client.concurrency == 1
     assert remote.memory["measured_by"] == "remote" and remote.speed["measured"] == "remotely"
     assert "token" not in " ".join(remote.warnings)  # the server tokenized every prompt as we did
     here, there = stored_records(local), stored_records(remote)

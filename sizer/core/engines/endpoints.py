@@ -33,7 +33,7 @@ class Endpoint:
     catalog_id: str | None = None     # the catalog entry of the same weights, if any
     api_key_env: str | None = None    # env var holding the key; None: SIZER_API_KEY, OPENAI_API_KEY
     api: str = "completions"          # "completions" or "chat" (for extract/generate)
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int | None = None    # requests in flight; None: as many as the server has slots
 
     @property
     def id(self) -> str:
@@ -89,8 +89,9 @@ def make_endpoint(url: str, served_model: str, where: str = "--endpoint", **opti
     api = options.get("api", "completions")
     if api not in APIS:
         raise SizerError(f"{where}: api = {api!r}; use one of {', '.join(APIS)}")
-    concurrency = options.get("concurrency", DEFAULT_CONCURRENCY)
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 256:
+    concurrency = options.get("concurrency")
+    if concurrency is not None and (not isinstance(concurrency, int) or isinstance(concurrency, bool)
+                                    or not 1 <= concurrency <= 256):
         raise SizerError(f"{where}: concurrency = {concurrency!r}; give a whole number from 1 to 256")
     return Endpoint(normalize_url(url, where), str(served_model).strip(), options.get("catalog_id"),
                     env, api, concurrency)
