@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 
 from sizer.core.catalog.resolve import LocalModel
+from sizer.core.engines.gguf_parse import gguf_parsed_once
 from sizer.core.engines.packing import Request, build_pack, make_packs
 from sizer.core.engines.protocol import Score
 
@@ -34,11 +35,11 @@ class CausalLM:
             kwargs["gguf_file"] = local.gguf_file
         else:
             kwargs["use_safetensors"] = not local.allow_pickle or None
-        tokenizer = AutoTokenizer.from_pretrained(local.path, **kwargs)
+        with gguf_parsed_once():
+            tokenizer = AutoTokenizer.from_pretrained(local.path, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(local.path, dtype=dtype, **(placement or {}), **kwargs)
         if placement:
-            model = AutoModelForCausalLM.from_pretrained(local.path, dtype=dtype, **placement, **kwargs).eval()
-            return cls(model, tokenizer, model.get_input_embeddings().weight.device)
-        model = AutoModelForCausalLM.from_pretrained(local.path, dtype=dtype, **kwargs)
+            return cls(model.eval(), tokenizer, model.get_input_embeddings().weight.device)
         model.to(device).eval()
         return cls(model, tokenizer, torch.device(device))
 

@@ -33,11 +33,8 @@ LOAD_BOOKKEEPING_PER_LAYER = MIB // 2
 # gguf 0.18); a BPE vocabulary has ~5 parts per token: token (2), token type (1), merge (2).
 GGUF_READER_BYTES_PER_PART = 680
 GGUF_PARTS_PER_VOCAB_ENTRY = 5
-# transformers parses the metadata once for the config before the parse that loads the tensors;
-# the first parse's small blocks, freed, stay partly in the C heap (measured on SmolLM2-135M:
-# 15-30 MiB of its 159 MiB beyond the loading bookkeeping, with glibc's mmap threshold pinned
-# or dynamic).
-GGUF_EARLIER_PARSE_LEFT = 0.1
+# One parse is alive through the load: sizer.core.engines.gguf_parse hands transformers' later
+# parses the first one.
 ADAPTER_BYTES_PER_PARAM = 16  # fp32 weight + fp32 grad + two fp32 AdamW moments
 
 
@@ -264,7 +261,7 @@ def load_transient_term(entry: ModelEntry, precision: Precision, device_kind: st
     if precision.kind == "gguf":
         file_bytes, _ = gguf_file_bytes(entry, precision.name)
         parts = GGUF_PARTS_PER_VOCAB_ENTRY * entry.vocab_size
-        meta = int(parts * GGUF_READER_BYTES_PER_PART * (1 + GGUF_EARLIER_PARSE_LEFT))
+        meta = parts * GGUF_READER_BYTES_PER_PART
         if device_kind != "cpu":
             return Term("load transient", 0, "none on the GPU: tensors are de-quantized on the host, then copied")
         return Term(
@@ -272,7 +269,7 @@ def load_transient_term(entry: ModelEntry, precision: Precision, device_kind: st
             file_bytes + meta,
             f"GGUF file mapped while de-quantizing ({fmt_bytes(file_bytes)}) + gguf-py metadata "
             f"{GGUF_PARTS_PER_VOCAB_ENTRY} x {entry.vocab_size:,} vocab entries x {GGUF_READER_BYTES_PER_PART} bytes "
-            f"x {1 + GGUF_EARLIER_PARSE_LEFT} (the config's earlier parse, freed, stays partly in the C heap)",
+            "(parsed once for the tokenizer, the config and the tensors)",
         )
     source = checkpoint_float(entry)
     if precision.kind == "prequant":
