@@ -110,7 +110,7 @@ def test_interrupt_writes_a_partial_report_and_resume_finishes(trial_env, tmp_pa
     out = tmp_path / "rec.toml"
     # SmolLM2 first (the largest): its trials take long enough for the interrupt to land mid-run
     argv = [sys.executable, "-m", "sizer", "run", BANKING, "--models", f"{MINILM},{SMOLLM2}", "--strategies", "zero-shot,few-shot",
-            "--limit", "48", "--target", "0.75", "--out", str(out)]
+            "--limit", "24", "--target", "0.75", "--out", str(out)]
     proc = subprocess.Popen(argv, env=trial_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not out.exists() and time.time() < deadline and proc.poll() is None:
