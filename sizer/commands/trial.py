@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     remote.add_argument("--endpoint", metavar="URL", help="run the model on this server, e.g. http://host:8000/v1")
     remote.add_argument("--served-model", metavar="NAME", help="the model's name in the server's /v1/models (default: --model)")
     remote.add_argument("--api", choices=("completions", "chat"), help="extract/generate through /v1/completions (default) or /v1/chat/completions")
-    remote.add_argument("--concurrency", type=int, help="requests in flight at once (default 4)")
+    remote.add_argument("--concurrency", type=int,
+                        help="requests in flight at once (default: the server's slots where it says, else 4)")
     remote.add_argument("--serve", metavar="ENGINE", help="start a managed server for the model and stop it after: "
                         "vllm (CUDA GPUs; tensor parallel from the plan) or llama.cpp (a GGUF)")
     remote.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (default: SIZER_API_KEY, then OPENAI_API_KEY)")
