@@ -176,8 +176,9 @@ def test_a_walk_on_the_fake_engine_never_imports_torch(tmp_path):
 
 
 def test_every_trial_of_a_walk_ends_with_an_event_skips_included_then_the_run(tmp_path, catalog):
-    """A budget spent before the first trial: every trial is skipped and still says so, each is
-    followed by a RunUpdated, and the last RunUpdated carries the decided run."""
+    """A run opens with RunStarted (its candidates, largest first); with the budget spent before
+    the first trial every trial is skipped and still says so, each is followed by a RunUpdated,
+    and the last RunUpdated carries the decided run."""
     from sizer.core import events
 
     seen: list[events.Event] = []
@@ -185,6 +186,8 @@ def test_every_trial_of_a_walk_ends_with_an_event_skips_included_then_the_run(tm
                    target=0.3, limit=32, budget_minutes=1e-9)
     with TrialStore.open(tmp_path / "trials.sqlite") as store:
         run = walk(spec, store=store, here=simulated(H100), catalog=catalog, sink=seen.append)
+    assert seen[0] == events.RunStarted("banking-intents", QWEN, ("zero-shot", "few-shot"))
+    assert events.describe(seen[0]).startswith("run banking-intents: 4 candidate(s), largest first: Qwen/Qwen2.5-7B")
     finished = [(e.model, e.strategy, e.status) for e in seen if isinstance(e, events.TrialFinished)]
     assert finished == [(t.model, t.strategy, t.status) for t in run.trials]
     assert finished and all(status == "skipped" for _, _, status in finished)

@@ -95,6 +95,16 @@ class TrialFinished(Event):
 
 
 @dataclass(frozen=True)
+class RunStarted(Event):
+    """The candidates a run will try (largest first) and its strategies, before its first trial.
+    Candidates left out (not downloaded, too large) are said by their own events and the report."""
+
+    task: str
+    models: tuple[str, ...]
+    strategies: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RunUpdated(Event):
     """The run after each trial, and once more when it is decided (`run.finished`): what a report
     writer or a screen of results renders. In-process only: stream sinks leave it out."""
@@ -160,6 +170,9 @@ def describe(event: Event) -> str:
         if event.metric is not None:
             line += f" {event.metric:.3f} ({event.low:.3f}-{event.high:.3f})"
         return line + (f" - {event.reason}" if event.reason else "")
+    if isinstance(event, RunStarted):
+        return (f"run {event.task}: {len(event.models)} candidate(s), largest first: {', '.join(event.models)}; "
+                f"strategies {', '.join(event.strategies)}")
     if isinstance(event, DownloadStarted):
         return f"download {event.model}: {event.total_bytes / 1e6:.1f} MB to fetch"
     if isinstance(event, DownloadFinished):

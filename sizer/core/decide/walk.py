@@ -309,6 +309,8 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
     if not usable:
         raise SizerError("no candidate model is both on this machine and small enough for it: "
                          "see `sizer catalog list --fits`, download one, or name models with --models")
+    sink(events.RunStarted(spec.task.name, tuple(c.entry.id + (f" at {c.endpoint}" if c.endpoint else "") for c in usable),
+                           tuple(spec.strategies)))
     own_store = store is None
     store = store or TrialStore.open(sink=sink)
     walker = _Walker(spec, run, store, sink, cancel, catalog, {(t.model, t.strategy, t.where, t.quant): t for t in reuse})
