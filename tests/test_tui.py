@@ -329,7 +329,8 @@ def test_headless_command_names_the_task_file_after_the_task_screen_was_visited(
 
 def test_the_engine_selector_reestimates_every_candidate_for_that_engine():
     """On a 1x RTX 4090, SmolLM2 as transformers holds fp32/bf16 float weights; as llama.cpp it
-    holds its Q4_1 GGUF: the Models screen's figures must change with the selector."""
+    holds its Q4_1 GGUF: the Models screen's figures must change with the selector, and the run it
+    starts (and the headless command it shows) must use that engine."""
     from textual.widgets import Select
 
     async def go():
@@ -341,8 +342,8 @@ def test_the_engine_selector_reestimates_every_candidate_for_that_engine():
             app.screen.query_one("#engine", Select).value = "llama.cpp"
             await pilot.pause()
             await ready(app, pilot)
-            return app.state.engine, need, {r.entry.id: r.need_bytes for r in app.state.candidates}
+            return app.state.engine, need, {r.entry.id: r.need_bytes for r in app.state.candidates}, app._run_spec()
 
-    chosen, before, after = asyncio.run(go())
-    assert chosen == "llama.cpp"
+    chosen, before, after, spec = asyncio.run(go())
+    assert chosen == "llama.cpp" and spec.engine == "llama.cpp"
     assert after[SMOLLM] < before[SMOLLM]  # 4.5-bit GGUF weights against 16-bit floats

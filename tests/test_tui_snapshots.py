@@ -14,7 +14,8 @@ from sizer.core.hardware.profile import simulated
 from sizer.core.decide.recommend import Recommendation
 from sizer.tui.app import SizerApp
 from sizer.tui.bridge import CoreEvent
-from sizer.tui.engine import RunOutcome, TrialRow
+from sizer.core.decide.walk import RunResult, RunSpec
+from sizer.tui.engine import TrialRow
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (120, 36)
@@ -57,10 +58,16 @@ async def settle(pilot) -> None:
     await pilot.pause()
 
 
+def finished(rec: Recommendation) -> RunResult:
+    """A finished run as the app keeps it; the screens read its recommendation (the trial rows
+    come from state.trials)."""
+    return RunResult(RunSpec(task=None), simulated("1x RTX 4090"), [], recommendation=rec, finished=True)
+
+
 def with_results(pilot) -> None:
     state = pilot.app.state
     state.trials = list(TRIALS)
-    state.outcome = RunOutcome(list(TRIALS), REC)
+    state.outcome = finished(REC)
 
 
 def test_hardware(snap_compare):
@@ -127,6 +134,6 @@ def test_recommendation_with_estimated_memory(snap_compare):
     async def before(pilot):
         await settle(pilot)
         with_results(pilot)
-        pilot.app.state.outcome = RunOutcome(list(TRIALS), dataclasses.replace(REC, memory=memory))
+        pilot.app.state.outcome = finished(dataclasses.replace(REC, memory=memory))
 
     assert snap_compare(app(), terminal_size=SIZE, press=["6"], run_before=before)

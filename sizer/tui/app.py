@@ -21,6 +21,7 @@ from textual.screen import Screen
 
 from sizer.core import events
 from sizer.core.catalog.model_catalog import Catalog, load_catalog
+from sizer.core.decide.walk import RunResult, RunSpec
 from sizer.core.errors import SizerError
 from sizer.core.hardware.profile import HardwareProfile, detect, simulated
 from sizer.core.trials.strategies import STRATEGIES
@@ -74,7 +75,7 @@ class State:
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     limit: int | None = None
     trials: list[engine.TrialRow] = field(default_factory=list)
-    outcome: engine.RunOutcome | None = None
+    outcome: RunResult | None = None  # the last run, finished or cancelled part-way
     live: Live = field(default_factory=Live)
     running: bool = False
     log: list[str] = field(default_factory=list)
@@ -88,7 +89,7 @@ class TrialDone(Message):
 
 
 class RunDone(Message):
-    def __init__(self, outcome: engine.RunOutcome | None, error: str = "") -> None:
+    def __init__(self, outcome: RunResult | None, error: str = "") -> None:
         super().__init__()
         self.outcome, self.error = outcome, error
 
@@ -284,7 +285,7 @@ class SizerApp(App):
         self.state.running, self.state.trials, self.state.outcome = True, [], None
         self.state.live = Live()
         self.switch_mode("run")
-        self.run_worker_thread(self._request())
+        self.run_worker_thread(self._run_spec())
 
     def _run_problem(self) -> str:
         if self.state.task is None:
@@ -297,19 +298,20 @@ class SizerApp(App):
             return "the catalog is still loading; try again in a moment"
         return ""
 
-    def _request(self) -> engine.RunRequest:
+    def _run_spec(self) -> RunSpec:
         order = [r.entry.id for r in self.state.candidates if r.entry.id in self.state.selected]
         here = self.state.here
-        profile = self.state.profile if self.state.profile is not here else None
-        return engine.RunRequest(self.state.task, tuple(order), tuple(self.state.strategies), self.state.limit,
-                                 self.catalog, here=here if here is not None and not here.simulated else None,
-                                 profile=profile)
+        return RunSpec(task=self.state.task, models=tuple(order), strategies=tuple(self.state.strategies),
+                       limit=self.state.limit, profile=self.state.profile if self.state.profile is not here else None,
+                       engine=self.state.engine)
 
     @work(thread=True, exclusive=True, group="run")
-    def run_worker_thread(self, request: engine.RunRequest) -> None:
+    def run_worker_thread(self, spec: RunSpec) -> None:
+        here = self.state.here
         try:
-            outcome = engine.run(request, sink_to(self), self.cancel_run, lambda row: self.post_message(TrialDone(row)),
-                                 skip=self.skip_trial)
+            outcome = engine.run(spec, self.catalog, sink_to(self), self.cancel_run,
+                                 lambda row: self.post_message(TrialDone(row)),
+                                 here=here if here is not None and not here.simulated else None, skip=self.skip_trial)
         except SizerError as exc:
             self.post_message(RunDone(None, str(exc)))
             return
@@ -419,8 +421,8 @@ class SizerApp(App):
             self.note_error(message.error)
         else:
             self.state.outcome = message.outcome
-            done = "cancelled" if message.outcome.cancelled else "finished"
-            self.state.log.append(f"run {done}: {len(message.outcome.trials)} trials")
+            done = "finished" if message.outcome is not None and message.outcome.finished else "cancelled"
+            self.state.log.append(f"run {done}: {len(self.state.trials)} trials")
             self.notify(f"run {done}; 5 shows the results, 6 the decision")
         self.changed()
 

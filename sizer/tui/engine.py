@@ -5,7 +5,7 @@ logic lives here."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from sizer.core import events
@@ -16,7 +16,7 @@ from sizer.core.estimate.params import checkpoint_float
 from sizer.core.hardware.profile import HardwareProfile
 from sizer.core.estimate.planning import plan_estimate
 from sizer.core.quant.precision import parse_precision
-from sizer.core.decide.walk import RunSpec, walk
+from sizer.core.decide.walk import RunResult, RunSpec, walk
 from sizer.core.errors import TrialCancelled
 
 
@@ -49,14 +49,6 @@ class TrialRow:
     reason: str = ""
 
 
-@dataclass
-class RunOutcome:
-    trials: list[TrialRow] = field(default_factory=list)
-    recommendation: Any = None  # sizer.core.decide.recommend's Recommendation, when the walk made one
-    raw: Any = None  # the core's RunResult, for writing the report
-    cancelled: bool = False
-
-
 def candidate_rows(catalog: Catalog, profile: HardwareProfile, engine: str | None = None) -> list[CandidateRow]:
     """Every catalog model with fit level, memory and decode speed on `profile`, largest first,
     as `engine` would serve it (sizer.core.estimate.planning's policy; None: the default engine)."""
@@ -87,21 +79,12 @@ def row_from_outcome(outcome: Any) -> TrialRow:
     return TrialRow(model, outcome.params, outcome.strategy, outcome.status, reason=outcome.reason)
 
 
-@dataclass
-class RunRequest:
-    task: Any
-    models: tuple[str, ...]
-    strategies: tuple[str, ...]
-    limit: int | None
-    catalog: Catalog
-    here: HardwareProfile | None = None  # this machine (None: detect)
-    profile: HardwareProfile | None = None  # a simulated machine to plan for
-
-
-def run(request: RunRequest, sink: events.Sink, cancel: threading.Event,
-        on_trial: Callable[[TrialRow], None], skip: threading.Event | None = None) -> RunOutcome:
-    """Walk the ladder; `on_trial` sees each trial as it ends. A cancelled run returns what it has."""
-    outcome = RunOutcome()
+def run(spec: RunSpec, catalog: Catalog, sink: events.Sink, cancel: threading.Event,
+        on_trial: Callable[[TrialRow], None], here: HardwareProfile | None = None,
+        skip: threading.Event | None = None) -> RunResult | None:
+    """Walk the ladder (`here`: this machine, None to detect); `on_trial` sees each trial as it
+    ends. A cancelled run returns what it walked (`finished` False), or None when it was cancelled
+    before its first trial."""
     seen = 0
 
     def tee(event: events.Event) -> None:
@@ -109,17 +92,10 @@ def run(request: RunRequest, sink: events.Sink, cancel: threading.Event,
         if not isinstance(event, events.RunUpdated):
             return sink(event)
         for t in event.run.trials[seen:]:
-            row = row_from_outcome(t)
-            outcome.trials.append(row)
-            on_trial(row)
+            on_trial(row_from_outcome(t))
         seen = len(event.run.trials)
 
-    spec = RunSpec(task=request.task, models=request.models, strategies=request.strategies,
-                   limit=request.limit, profile=request.profile)
     try:
-        result = walk(spec, sink=tee, cancel=cancel, catalog=request.catalog, here=request.here, skip=skip)
-    except TrialCancelled:
-        outcome.cancelled = True
-        return outcome
-    outcome.recommendation, outcome.raw = result.recommendation, result
-    return outcome
+        return walk(spec, sink=tee, cancel=cancel, catalog=catalog, here=here, skip=skip)
+    except TrialCancelled as exc:
+        return exc.run

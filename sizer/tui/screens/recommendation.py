@@ -22,7 +22,7 @@ DEFAULT_REPORT = "sizer-report.toml"
 
 
 def headless_command(task_path: Path | None, models: list[str], strategies: list[str], limit: int | None,
-                     profile: str | None) -> str:
+                     profile: str | None, engine: str | None = None) -> str:
     """The `sizer run` line that repeats this run without the app."""
     words = ["sizer", "run", str(task_path or "TASK.toml")]
     if models:
@@ -33,6 +33,8 @@ def headless_command(task_path: Path | None, models: list[str], strategies: list
         words += ["--limit", str(limit)]
     if profile:
         words += ["--profile", profile]
+    if engine:
+        words += ["--engine", engine]
     return shlex.join(words + ["--out", DEFAULT_REPORT])
 
 
@@ -124,7 +126,7 @@ class RecommendationScreen(StepScreen):
         if state.running:
             text = "the run is still going (4 shows it)"
         elif outcome is None:
-            text = "no run yet: choose models on 3 and press r"
+            text = "no run yet (or it was cancelled before its first trial): choose models on 3 and press r"
         elif outcome.recommendation is None:
             text = "the run was cancelled before a decision; r on 3 or 4 runs it again (finished trials come from the cache)"
         else:
@@ -134,13 +136,12 @@ class RecommendationScreen(StepScreen):
         models = [r.entry.id for r in state.candidates if r.entry.id in state.selected]
         task_file = self.sizer.task_path or self.sizer.task_file
         command = headless_command(task_file, models, state.strategies, state.limit,
-                                   profile.name if profile else None)
+                                   profile.name if profile else None, state.engine)
         self.query_one("#command", Static).update(f"Headless: {escape(command)}" + _unsaved_note(self.sizer))
 
     def action_save(self) -> None:
-        outcome = self.sizer.state.outcome
-        if outcome is None or outcome.raw is None:
-            self.sizer.note_error("nothing to save yet: finish a run first")
+        if self.sizer.state.outcome is None:
+            self.sizer.note_error("nothing to save yet: run some trials first")
             return
 
         save_as(self.app, "Save the report (TOML) as:", DEFAULT_REPORT, self._write)
@@ -149,7 +150,7 @@ class RecommendationScreen(StepScreen):
         from sizer.core.results.report import write_report
 
         try:
-            write_report(path, self.sizer.state.outcome.raw)
+            write_report(path, self.sizer.state.outcome)
         except SizerError as exc:
             self.sizer.note_error(str(exc))
             return
