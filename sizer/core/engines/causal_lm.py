@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from contextlib import nullcontext
 from typing import Any, Callable
 
 import torch
@@ -35,7 +36,7 @@ class CausalLM:
             kwargs["gguf_file"] = local.gguf_file
         else:
             kwargs["use_safetensors"] = not local.allow_pickle or None
-        with gguf_parsed_once():
+        with gguf_parsed_once() if local.gguf_file else nullcontext():
             tokenizer = AutoTokenizer.from_pretrained(local.path, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(local.path, dtype=dtype, **(placement or {}), **kwargs)
         if placement:

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
@@ -310,7 +311,7 @@ def local_tokenizer(entry: Any) -> Any:
 
     kwargs = {"gguf_file": local.gguf_file} if local.gguf_file else {}
     try:
-        with gguf_parsed_once():
+        with gguf_parsed_once() if local.gguf_file else nullcontext():
             return AutoTokenizer.from_pretrained(local.path, **kwargs)
     except (OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
