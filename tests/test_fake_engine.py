@@ -81,6 +81,7 @@ def test_the_report_of_a_fake_walk_reads_back_with_its_engine(fake_walk, tmp_pat
     write_report(path, run)
     data = tomllib.loads(path.read_text())
     assert data["run"]["engine"] == "fake"
+    assert {t["engine"] for t in data["trials"]} == {"fake"}  # each trial names the engine it ran on
     assert data["recommendation"]["model"] == run.recommendation.model
     assert read_report(path)["recommendation"]["strategy"] == run.recommendation.strategy
 
@@ -153,6 +154,7 @@ def test_an_engine_from_another_package_runs_trials_and_walks(toy_package, tmp_p
     report = tomllib.loads(out.read_text())
     assert report["run"]["engine"] == "toy"
     assert {t["settings"]["engine"] for t in report["trials"] if "settings" in t} == {"toy"}
+    assert {t["engine"] for t in report["trials"]} == {"toy"}
 
 
 def test_a_walk_on_the_fake_engine_never_imports_torch(tmp_path):

@@ -239,7 +239,7 @@ def test_unknown_served_model_lists_what_the_server_has(stub, trial_env, capsys)
 
 def test_strategies_the_server_cannot_run_are_refused(stub, trial_env, capsys):
     code, _, err = run_cli(capsys, BANKING, "--model", "m", "--endpoint", "http://127.0.0.1:9/v1", "--strategy", "rag")
-    assert "no way to run a remote model" in one_line_error(code, err)
+    assert "a server at --endpoint (--engine openai) runs zero-shot, few-shot trials, not rag" in one_line_error(code, err)
 
 
 # ---- a real llama.cpp server ---------------------------------------------------------------------

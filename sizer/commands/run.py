@@ -60,11 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run_engine(name: str | None) -> str | None:
     """`--engine`: an engine sizes are estimated for (transformers, llama.cpp, vllm), or another
     registered trial engine (sizer.core.engines), which runs the trials it can."""
-    from sizer.core.engines import registered
+    from sizer.core.engines import get_engine, registered
     from sizer.core.estimate.planning import parse_engine
 
     key = (name or "").strip().lower()
     if key and key not in ("transformers", "llama.cpp") and key in registered():
+        if not get_engine(key).capabilities.measured_here:
+            raise SizerError(f"--engine {name}: a run reaches a model a server serves with --endpoint URL "
+                             "--endpoint-model ID, or starts one with --serve")
         return key
     return parse_engine(name)
 

@@ -29,10 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="run model code from its repo (off by default)")
     p.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt weights (safetensors/GGUF only by default)")
     p.add_argument("--json", action="store_true", help="print the result as JSON; progress as JSON lines on stderr")
-    p.add_argument("--engine", default="transformers",
+    p.add_argument("--engine",
                    help="run the model on transformers (default), llama.cpp (a GGUF file at its own quantization; "
-                        "needs pip install 'sizer[llamacpp]'), fake (no weights: exercises the flow) or an engine "
-                        "another package registers")
+                        "needs pip install 'sizer[llamacpp]'), fake (no weights: exercises the flow), openai (a "
+                        "server at --endpoint; implied by it) or an engine another package registers")
     p.add_argument("--quant", default="", metavar="TYPE",
                    help="llama.cpp: the GGUF file type to run, e.g. Q4_1 (default: the model's own file)")
     remote = p.add_argument_group("remote candidate (an OpenAI-compatible server: vLLM, TGI, llama.cpp, Ollama)")
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.serve and args.endpoint:
         raise SizerError("--serve starts a server here; --endpoint uses one already running: give one of them")
     serve = parse_serve_engine(args.serve)
+    engine = engine_name(args.engine) if args.engine or not args.endpoint else "openai"
     task = load_task(args.task, sink=stream_sink(as_json=args.json))
     spec = TrialSpec(
         model=args.model, strategy=args.strategy, shots=args.shots, limit=args.limit, device=args.device,
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code, allow_pickle=args.allow_pickle,
         endpoint=args.endpoint, served_model=args.served_model, endpoint_api=args.api,
         endpoint_concurrency=args.concurrency, endpoint_api_key_env=args.api_key_env, serve=serve,
-        engine=engine_name(args.engine), quant=args.quant.upper(),
+        engine=engine, quant=args.quant.upper(),
     )
     if spec.quant and spec.engine != "llama.cpp":
         raise SizerError("--quant picks a GGUF file type for --engine llama.cpp; with transformers use --dtype")

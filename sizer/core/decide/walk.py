@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from sizer.core import events
 
-from sizer.core.engines import estimate_engine, model_cache, needs_files, run_device, trial_engine
+from sizer.core.engines import estimate_engine, get_engine, model_cache, needs_files, run_device, trial_engine
 from sizer.core.catalog.model_catalog import Catalog, ModelEntry, load_catalog
 from sizer.core.catalog.lookup import resolve_model
 from sizer.core.errors import SizerError
@@ -29,7 +29,7 @@ from sizer.core.trials.served import run_trial_spec
 from sizer.core.trials.trial import TrialResult, TrialSpec
 from sizer.core.decide import verdict
 
-REMOTE_STRATEGIES = ("zero-shot", "few-shot")
+SERVED_ENGINE = "openai"  # the engine a candidate on a server (given or managed) runs on
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class Candidate:
     reason: str = ""
     endpoint: str | None = None        # set for a candidate on a serving engine
     served_model: str | None = None
+    engine: str = ""                   # the engine all its trials run on; "": per strategy (trial_engine)
 
     @property
     def where(self) -> str:
@@ -139,7 +140,8 @@ def _remote_candidate(remote: RemoteModel, catalog: Catalog) -> Candidate:
     if entry is None:
         raise SizerError(f"--endpoint-model {remote.model!r}: give the catalog id of the served weights "
                          "(their size places them on the ladder); see `sizer catalog list`")
-    return Candidate(entry, "remote", 0, True, True, f"served at {remote.url}", remote.url, remote.served_model)
+    return Candidate(entry, "remote", 0, True, True, f"served at {remote.url}", remote.url, remote.served_model,
+                     SERVED_ENGINE)
 
 
 def _ladder_order(sizes: int) -> Callable[[Callable[[int], bool]], int | None]:
@@ -188,9 +190,10 @@ class _Walker:
         if cached is not None and cached.status == "ok":
             outcome = cached
             self._finished(outcome, "kept from the earlier run")
-        elif (cand.endpoint or self._served(cand)) and strategy not in REMOTE_STRATEGIES:
+        elif strategy not in self._strategies(cand):
             outcome = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "skipped",
-                                   "a serving engine runs zero-shot and few-shot trials only", where=cand.where)
+                                   f"a serving engine runs {' and '.join(self._strategies(cand))} trials only",
+                                   where=cand.where, engine=self._fixed_engine(cand))
             self._finished(outcome, outcome.reason)
         elif time.monotonic() > self.deadline:
             outcome = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "skipped",
@@ -213,9 +216,9 @@ class _Walker:
 
     def _run(self, cand: Candidate, strategy: str, quant: str = "", sink: events.Sink | None = None) -> TrialOutcome:
         sink = sink or self.sink
+        engine = self._engine(cand, strategy)
         base = TrialOutcome(cand.entry.id, cand.entry.params, cand.entry.kind, strategy, "error",
-                            predicted_bytes=cand.predicted_bytes, where=cand.where)
-        engine = "transformers" if cand.endpoint else trial_engine(cand.entry, strategy, self.spec.engine)
+                            predicted_bytes=cand.predicted_bytes, where=cand.where, engine=engine)
         ts = TrialSpec(model=cand.entry.id, strategy=strategy, limit=self.spec.limit, device=self.spec.device,
                        dtype=None if engine == "llama.cpp" else self.spec.dtype,
                        stop_below=None if self.exhaustive else self.bar,
@@ -256,7 +259,21 @@ class _Walker:
 
     def _served(self, cand: Candidate) -> bool:
         """Whether this candidate's trials run on a managed server (`RunSpec.serve`)."""
-        return bool(self.spec.serve) and not cand.endpoint and cand.entry.kind == "causal"
+        return bool(self.spec.serve) and not cand.engine and cand.entry.kind == "causal"
+
+    def _fixed_engine(self, cand: Candidate) -> str:
+        """The engine every trial of `cand` runs on: its own (a given server's), the OpenAI-compatible
+        one on a managed server, else "" (each strategy chooses: `trial_engine`)."""
+        return cand.engine or (SERVED_ENGINE if self._served(cand) else "")
+
+    def _engine(self, cand: Candidate, strategy: str) -> str:
+        return self._fixed_engine(cand) or trial_engine(cand.entry, strategy, self.spec.engine)
+
+    def _strategies(self, cand: Candidate) -> tuple[str, ...]:
+        """The strategies `cand` can be tried with: its fixed engine's, else all (a strategy the
+        run's engine cannot run falls back to transformers)."""
+        fixed = self._fixed_engine(cand)
+        return tuple(get_engine(fixed).strategies) if fixed else STRATEGIES
 
     def _training_budget(self, strategy: str) -> float | None:
         """Fine-tuning gets its default budget, but never more than half the run's time left."""
@@ -309,7 +326,7 @@ def walk(spec: RunSpec, store: TrialStore | None = None, sink: events.Sink = eve
     if not usable:
         raise SizerError("no candidate model is both on this machine and small enough for it: "
                          "see `sizer catalog list --fits`, download one, or name models with --models")
-    sink(events.RunStarted(spec.task.name, tuple(c.entry.id + (f" at {c.endpoint}" if c.endpoint else "") for c in usable),
+    sink(events.RunStarted(spec.task.name, tuple(c.entry.id + ("" if c.where == "local" else f" at {c.where}") for c in usable),
                            tuple(spec.strategies)))
     own_store = store is None
     store = store or TrialStore.open(sink=sink)

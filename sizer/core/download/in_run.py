@@ -140,13 +140,13 @@ def fetch_missing(cands: Sequence[Any], budget: int | None, sink: Sink = null_si
     """Run candidates (sizer.core.decide.walk.Candidate) with the missing ones that fit this machine
     fetched in walk order within `budget` bytes; those left out keep the reason and the command.
     A stopped download raises DownloadCancelled."""
-    local = [c for c in cands if c.endpoint is None and c.fit != "no"]
+    local = [c for c in cands if c.where == "local" and c.fit != "no"]
     missing = [c for c in walk_order(local) if not c.cached]
     left_out = fetch_models([c.entry for c in missing], budget, sink, cancel)
     wanted = {c.entry.id for c in missing}
     out = []
     for c in cands:
-        if c.entry.id not in wanted or c.endpoint is not None:
+        if c.entry.id not in wanted or c.where != "local":
             out.append(c)
         elif c.entry.id in left_out:
             reason = f"left out: {left_out[c.entry.id]}; fetch it with `{fetch_command(c.entry.id)}`"

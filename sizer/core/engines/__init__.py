@@ -10,8 +10,8 @@ here, or, from another package, one entry point in the `sizer.engines` group:
     toy = "toy_engine:ToyEngine"
 
 Beside the registry: the transformers and llama.cpp models (`causal_lm`, `encoder`,
-`llama_cpp`), packed scoring requests (`packing`), the OpenAI-compatible client and endpoints of
-serving engines (`http`, `endpoints`), managed servers (`serve_launcher`, `serve_guard`,
+`llama_cpp`), packed scoring requests (`packing`), the OpenAI-compatible engine
+(`openai_engine`: its client `http`, the endpoints of serving engines `endpoints`), managed servers (`serve_launcher`, `serve_guard`,
 `serve_command`), multi-GPU placement (`device_map`) and the model held between trials
 (`model_cache`).
 """
@@ -29,10 +29,12 @@ ENGINES: dict[str, str] = {
     "transformers": "sizer.core.engines.transformers_engine:TransformersEngine",
     "llama.cpp": "sizer.core.engines.llama_cpp_engine:LlamaCppEngine",
     "fake": "sizer.core.engines.fake:FakeEngine",
+    "openai": "sizer.core.engines.openai_engine:OpenAIEngine",
 }
 ENTRY_POINT_GROUP = "sizer.engines"
 
-ALIASES = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "hf": "transformers"}
+ALIASES = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "hf": "transformers",
+           "endpoint": "openai", "openai-compatible": "openai"}
 
 
 @functools.cache
@@ -75,12 +77,24 @@ def trial_engine(entry: Any, strategy: str, engine: str | None) -> str:
 
 def run_device(engine: str | None, requested: str | None) -> str:
     """The device the run's trials use here: the run's trial engine's choice (transformers for an
-    engine that only sizes, such as vLLM)."""
+    engine that only sizes, such as vLLM, or runs nothing here, such as a server's)."""
     try:
-        name = engine_name(engine)
+        cls = get_engine(engine_name(engine))
     except SizerError:
-        name = "transformers"
-    return get_engine(name).device(requested)
+        cls = get_engine("transformers")
+    return (cls if cls.capabilities.measured_here else get_engine("transformers")).device(requested)
+
+
+def trial_model(engine: Any, spec: Any, catalog: Any) -> Any:
+    """The model a trial of `spec` runs on `engine` (a registered class): what its optional
+    `resolve(spec, catalog)` gives, else the catalog entry `spec.model` names (SizerError when
+    none does)."""
+    resolve = getattr(engine, "resolve", None)
+    if resolve is not None:
+        return resolve(spec, catalog)
+    from sizer.core.catalog.lookup import resolve_model
+
+    return resolve_model(spec.model, catalog)
 
 
 def needs_files(entry: Any, engine: str | None) -> bool:

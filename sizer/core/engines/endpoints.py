@@ -99,12 +99,12 @@ def make_endpoint(url: str, served_model: str, where: str = "--endpoint", **opti
 
 @dataclass(frozen=True)
 class RemoteCandidate:
-    """A remote candidate as the trial engine sees it: what `make_runner` dispatches on
+    """The model of a trial on the OpenAI-compatible engine: what `make_runner` dispatches on
     (`kind`, `id`, `instruct`) plus the endpoint and the catalog entry of its weights, if known."""
 
     endpoint: Endpoint
     entry: Any = None                 # catalog ModelEntry of the same weights, or None
-    kind: str = "remote"
+    kind: str = "causal"              # servers here serve causal LMs
 
     @property
     def id(self) -> str:
@@ -118,10 +118,6 @@ class RemoteCandidate:
     def revision(self) -> str:
         """Part of the trial key: the same weights behind another server are another trial."""
         return f"remote:{self.endpoint.served_model}@{self.endpoint.url}"
-
-    def memory(self) -> dict[str, Any]:
-        """The trial's memory record: the server's memory is not measured from here."""
-        return {"peak_bytes": None, "measured_by": "remote", "device": self.endpoint.url}
 
 
 def remote_candidate(spec: Any, catalog: Any) -> RemoteCandidate:

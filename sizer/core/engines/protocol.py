@@ -40,6 +40,7 @@ class Capabilities:
     prefix_cache: bool = True     # the shared prefix is evaluated once, not per request
     trainable: bool = False       # LoRA fine-tuning runs on it (the fine-tune strategy)
     exact_logprobs: bool = True   # log-likelihoods are the model's own, not approximated
+    measured_here: bool = True    # its speed and memory are this process's (False: a server's)
 
 
 OnPack = Callable[[list[int], list[list[Score]]], None]
@@ -130,3 +131,10 @@ class Engine(Protocol):
     @classmethod
     def runs(cls, entry: Any) -> bool:
         """Whether a walk can try `entry` on this engine here (its kind, its files)."""
+
+    # Optional, read with defaults (sizer.core.engines.trial_model, sizer.core.trials.runners):
+    # `resolve(spec, catalog)`: the model a trial of `spec` runs (default: the catalog entry
+    #     `spec.model` names); `runners`: ((task kind, strategy), "module:factory") pairs tried
+    #     before the shared runner table, for an engine whose models the shared runners cannot
+    #     drive (the OpenAI-compatible engine's); `title`: how one-line errors name it (default
+    #     "--engine NAME").

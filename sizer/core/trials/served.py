@@ -42,7 +42,7 @@ def run_served_trial(task: Any, spec: Any, store: Any = None, sink: events.Sink 
     sink(events.Message(f"starting the {engine} server for {entry.id}: {' '.join(recipe.command[:4])} ..."))
     with ManagedServer(recipe, cache_dir() / "servers", cancel=cancel) as server:
         sink(events.Message(f"{engine} server for {entry.id} healthy at {server.url} (process group {server.pid})"))
-        served = dataclasses.replace(spec, serve=None, endpoint=server.url, served_model=recipe.served_name,
+        served = dataclasses.replace(spec, serve=None, engine="openai", endpoint=server.url, served_model=recipe.served_name,
                                      managed=recipe.label)
         result = run_trial(task, served, store, sink, cancel, catalog)
     if server.peak_rss_bytes and not result.memory.get("measured_earlier"):

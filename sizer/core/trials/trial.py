@@ -15,9 +15,7 @@ from sizer.core.engines import library_output
 
 from sizer.core.engines import model_cache
 from sizer.core.catalog.model_catalog import ModelEntry, load_catalog
-from sizer.core.catalog.lookup import resolve_model
-from sizer.core.engines.endpoints import remote_candidate
-from sizer.core.engines import engine_name, get_engine
+from sizer.core.engines import engine_name, get_engine, trial_model
 from sizer.core.engines.protocol import Placement
 from sizer.core.errors import SizerError, TrialCancelled
 from sizer.core.trials.measure import PeakMemory, percentiles
@@ -58,8 +56,12 @@ class TrialSpec:
     endpoint_api_key_env: str | None = None
     serve: str | None = None          # start a managed server of this engine ("vllm", "llama.cpp") for the trial
     managed: str | None = None        # set by the managed server: its stable description (the URL's port is not)
-    engine: str = "transformers"      # the engine local trials run on (sizer.core.engines)
+    engine: str = ""                  # the engine it runs on (sizer.core.engines); "": openai with an endpoint, else transformers
     quant: str = ""                   # llama.cpp file type, e.g. "Q4_1": that GGUF rung of the model; "" = its own file
+
+    def __post_init__(self) -> None:
+        if not self.engine:
+            object.__setattr__(self, "engine", "openai" if self.endpoint else "transformers")
 
 
 @dataclass
@@ -110,10 +112,11 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
     model's place among the models a run may load (n of m), for the "loading MODEL" event."""
     check_strategy(spec.strategy)
     catalog = catalog or load_catalog()
-    remote = remote_candidate(spec, catalog) if spec.endpoint else None
-    entry = remote or resolve_model(spec.model, catalog)
-    engine = None if remote else get_engine(spec.engine)
-    placement = Placement("remote", "server", revision=remote.revision) if remote else _place(engine, entry, spec)
+    if spec.endpoint and engine_name(spec.engine) != "openai":
+        raise SizerError(f"--endpoint runs the trial on that server; drop --engine {spec.engine}")
+    engine = get_engine(spec.engine)
+    entry = trial_model(engine, spec, catalog)
+    placement = _place(engine, entry, spec)
     device, dtype = placement.device, placement.dtype
     seed = spec.seed if spec.seed is not None else task.seed
     train, test = split(task, seed)
@@ -123,7 +126,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
         notes.append(f"--limit {spec.limit}: scored {len(test)} examples, at least one per label "
                      "(the subset is stratified by label)")
     revision = f"managed:{spec.managed}" if spec.managed else placement.model_revision
-    runner = make_runner(entry, task, spec, placement, seed)
+    runner = make_runner(entry, task, spec, placement, seed, engine)
     own_store = store is None
     store = store or TrialStore.open(sink=sink)
     try:
@@ -137,8 +140,7 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
             settings = {**settings, "device": device, "dtype": dtype, "seed": seed}
             if spec.managed:  # the server's port changes from run to run; the trial is the same
                 settings = {**settings, "endpoint": f"managed: {spec.managed}"}
-            if engine is not None:
-                settings = {**settings, **engine.key_settings(placement, spec)}
+            settings = {**settings, **engine.key_settings(placement, spec)}
             key = trial_key(entry.id, revision, spec.strategy, digest, settings)
             store.start_trial(key, {"model": entry.id, "revision": revision, "strategy": spec.strategy, "settings": settings, "task": task.name})
             records, timing, status = _predict(task, runner, test, store, key, entry.id, spec, sink, cancel)
@@ -155,8 +157,9 @@ def run_trial(task: Any, spec: TrialSpec, store: TrialStore | None = None,
                    "measured_by": "not measurable here: the process reused memory freed by an earlier model "
                                   "(run `sizer trial` for this model alone to measure it)"}
         speed, mem = _measured_before(store, key, speed, mem)
-        if remote:
-            speed, mem = {**speed, "measured": "remotely"}, remote.memory()
+        if not engine.capabilities.measured_here:  # a server's memory is not this process's
+            speed = {**speed, "measured": "remotely"}
+            mem = {"peak_bytes": None, "measured_by": "remote", "device": placement.memory_device}
         else:
             mem.setdefault("predicted_bytes", engine.predicted_peak(entry, placement, settings))
         result = TrialResult(entry.id, revision, spec.strategy, status, metric, settings,
@@ -189,7 +192,8 @@ def _place(engine: Any, entry: ModelEntry, spec: TrialSpec) -> Placement:
     if entry.kind not in engine.kinds:
         raise SizerError(f"{entry.id}: the {name} engine runs {' and '.join(engine.kinds)} models, not {entry.kind} models")
     if spec.strategy not in engine.strategies:
-        raise SizerError(f"--engine {name} runs {', '.join(engine.strategies)} trials, not {spec.strategy}")
+        title = getattr(engine, "title", f"--engine {name}")
+        raise SizerError(f"{title} runs {', '.join(engine.strategies)} trials, not {spec.strategy}")
     return engine.place(entry, spec)
 
 

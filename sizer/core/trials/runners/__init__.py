@@ -1,4 +1,5 @@
-"""How one trial's examples are predicted: one runner per (kind of model, task, strategy).
+"""How one trial's examples are predicted: one runner per (kind of model, task, strategy), an
+engine's own runners first.
 
 A runner has `warnings: list[str]`, `load()`, `prepare(task, train, test) -> (settings,
 prompt_digest, kept_test)` and `predict(task, examples, on_batch)`, which calls `on_batch(rows)`
@@ -24,22 +25,21 @@ RUNNERS: list[tuple[tuple[str, str, str], str]] = [
     (("encoder", "classify", "*"), "sizer.core.trials.runners.encoder_classify:make"),
     (("causal", "classify", "*"), "sizer.core.trials.runners.lm_classify:make"),
     (("causal", "*", "*"), "sizer.core.trials.runners.lm_generate:make"),
-    (("remote", "classify", "zero-shot"), "sizer.core.trials.runners.http_classify:make"),
-    (("remote", "classify", "few-shot"), "sizer.core.trials.runners.http_classify:make"),
-    (("remote", "*", "zero-shot"), "sizer.core.trials.runners.http_generate:make"),
-    (("remote", "*", "few-shot"), "sizer.core.trials.runners.http_generate:make"),
 ]
 
 
-def _matches(pattern: tuple[str, str, str], key: tuple[str, str, str]) -> bool:
+def _matches(pattern: tuple[str, ...], key: tuple[str, ...]) -> bool:
     return all(p in ("*", k) for p, k in zip(pattern, key))
 
 
-def make_runner(entry: ModelEntry, task: Any, spec: Any, placement: Placement, seed: int) -> Any:
-    """The runner for this model kind, task kind and strategy; `placement` is the engine's
-    (sizer.core.engines.protocol.Placement). Raises SizerError when none runs the combination."""
+def make_runner(entry: ModelEntry, task: Any, spec: Any, placement: Placement, seed: int, engine: Any = None) -> Any:
+    """The runner for this task kind and strategy on `engine` (a registered class): the first of
+    the engine's own `runners` ((task kind, strategy) patterns) that matches, else the shared
+    table's row for the model's kind; `placement` is the engine's. Raises SizerError when none
+    runs the combination."""
+    table = [((entry.kind, *pattern), target) for pattern, target in getattr(engine, "runners", ())] + RUNNERS
     key = (entry.kind, task.kind, spec.strategy)
-    for pattern, target in RUNNERS:
+    for pattern, target in table:
         if _matches(pattern, key):
             module, factory = target.split(":")
             return getattr(importlib.import_module(module), factory)(entry, task, spec, placement, seed)
