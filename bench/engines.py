@@ -37,7 +37,8 @@ def child(payload: dict) -> None:
     sys.path.insert(0, str(ROOT))
     from sizer.core.results.store import TrialStore
     from sizer.core.task.spec import load_task
-    from sizer.core.trials.trial import TrialSpec, run_trial
+    from sizer.core.trials.trial import run_trial
+    from sizer.core.trials.types import TrialSpec
 
     task = load_task(payload["task"])
     store = TrialStore.open(Path(payload["dir"]) / "trials.sqlite")

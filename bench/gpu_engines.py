@@ -58,7 +58,8 @@ def one_trial(task, model: str, cache: Path, **spec_fields) -> tuple[dict, dict]
     """A trial in its own trial cache (so no prediction is reused): (summary, records by example)."""
     from sizer.core.engines import model_cache
     from sizer.core.results.store import TrialStore
-    from sizer.core.trials.trial import TrialSpec, run_trial
+    from sizer.core.trials.trial import run_trial
+    from sizer.core.trials.types import TrialSpec
 
     os.environ["SIZER_CACHE_DIR"] = str(cache)
     model_cache.release()

@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sizer.core.task.spec import load_task
-    from sizer.core.trials.trial import TrialSpec
+    from sizer.core.trials.types import TrialSpec
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -21,7 +21,8 @@ import time
 
 
 def run_once(exhaustive: bool, args: argparse.Namespace) -> dict:
-    from sizer.core.decide.walk import RunSpec, walk
+    from sizer.core.decide.walk import walk
+    from sizer.core.decide.types import RunSpec
     from sizer.core.results.store import TrialStore
     from sizer.core.trials.strategies import STRATEGIES
     from sizer.core.task.spec import load_task

@@ -72,3 +72,17 @@ def test_core_modules_import_each_other_without_cycles():
                     seen.add(nxt)
                     stack.append((nxt, trail + [nxt]))
     assert not cycles, "import cycles:\n" + "\n".join(sorted(set(cycles))[:10])
+
+
+def test_run_data_types_sit_at_a_low_floor():
+    """The trial's and the run's data types import neither the machinery that produces them (the
+    walk, the trial, the engines) nor a model library, so a report reader or the app's screens can
+    hold them without torch."""
+    code = (
+        "import sys\n"
+        "import sizer.core.trials.types, sizer.core.decide.types, sizer.core.hardware.devices\n"
+        "heavy = ('torch', 'transformers', 'numpy', 'sizer.core.engines', 'sizer.core.decide.walk', 'sizer.core.trials.trial')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"the data types pulled in: {out.stdout}"

@@ -11,7 +11,8 @@ from sizer.core.engines.device_map import GIB, device_map_kwargs, planned_placem
 from sizer.core.errors import SizerError
 from sizer.core.hardware.profile import simulated
 from sizer.core.estimate.planning import plan_estimate
-from sizer.core.decide.walk import RunSpec, candidates
+from sizer.core.decide.walk import candidates
+from sizer.core.decide.types import RunSpec
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from sizer.core.estimate.memory import (
     weights_term,
 )
 from sizer.core.estimate.speed import decode_speed, prefill_speed
-from sizer.core.hardware.profile import Device
+from sizer.core.hardware.devices import Device
 from sizer.core.quant.precision import gguf_type_bits, parse_precision
 
 GIB = 1024**3

@@ -14,7 +14,8 @@ import tomllib
 import pytest
 
 from sizer.core.catalog.model_catalog import load_catalog
-from sizer.core.decide.walk import RunSpec, walk
+from sizer.core.decide.walk import walk
+from sizer.core.decide.types import RunSpec
 from sizer.core.engines import engine_name, get_engine, registered
 from sizer.core.engines.fake import FakeLM
 from sizer.core.engines.protocol import LanguageModel
@@ -160,7 +161,8 @@ def test_an_engine_from_another_package_runs_trials_and_walks(toy_package, tmp_p
 def test_a_walk_on_the_fake_engine_never_imports_torch(tmp_path):
     code = textwrap.dedent(f"""
         import sys
-        from sizer.core.decide.walk import RunSpec, walk
+        from sizer.core.decide.walk import walk
+        from sizer.core.decide.types import RunSpec
         from sizer.core.hardware.profile import simulated
         from sizer.core.results.store import TrialStore
         from sizer.core.task.spec import load_task
@@ -200,7 +202,8 @@ def test_every_trial_of_a_walk_ends_with_an_event_skips_included_then_the_run(tm
 
 def test_a_limit_below_the_label_count_says_it_scores_one_example_per_label(catalog, tmp_path):
     """The demo has 8 labels: --limit 4 still scores one example of each, and the result says so."""
-    from sizer.core.trials.trial import TrialSpec, run_trial
+    from sizer.core.trials.trial import run_trial
+    from sizer.core.trials.types import TrialSpec
 
     with TrialStore.open(tmp_path / "trials.sqlite") as store:
         result = run_trial(load_task(BANKING), TrialSpec(model=QWEN[3], strategy="zero-shot", limit=4, engine="fake"),

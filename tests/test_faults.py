@@ -202,7 +202,8 @@ def test_out_of_memory_in_a_trial_is_a_result_and_the_walk_goes_on(trial_env, tm
     from sizer.core.trials import trial
     from sizer.core.events import TrialFinished
     from sizer.core.hardware.profile import simulated
-    from sizer.core.decide.walk import RunSpec, walk
+    from sizer.core.decide.walk import walk
+    from sizer.core.decide.types import RunSpec
     from sizer.core.results.store import TrialStore
     from sizer.core.task.spec import load_task
 

@@ -28,7 +28,8 @@ from sizer.core.trials.runners.lm_finetune import validation_split
 from sizer.core.trials.scoring import metric_for
 from sizer.core.task.split import split
 from sizer.core.task.spec import load_task
-from sizer.core.trials.trial import TrialSpec, run_trial
+from sizer.core.trials.trial import run_trial
+from sizer.core.trials.types import TrialSpec
 from tiny_models import MINILM, banking_rows, write_task
 
 BANKING = str(shipped_examples() / "banking.toml")

@@ -17,7 +17,8 @@ from sizer.core.trials import trial as trial_module
 from sizer.core.errors import SizerError
 from sizer.core.task.split import split
 from sizer.core.task.spec import load_task
-from sizer.core.trials.trial import TrialSpec, run_trial
+from sizer.core.trials.trial import run_trial
+from sizer.core.trials.types import TrialSpec
 from tiny_models import banking_rows
 
 LABELS = ("card_arrival", "exchange_rate", "change_pin")

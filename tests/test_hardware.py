@@ -15,7 +15,8 @@ from sizer.core.hardware import gpu_specs
 from sizer.core.hardware import profile as hardware
 from sizer.core.hardware import microbench
 from sizer.core.errors import SizerError
-from sizer.core.hardware.profile import GIB, HardwareProfile, detect, simulated
+from sizer.core.hardware.profile import GIB, detect, simulated
+from sizer.core.hardware.devices import HardwareProfile
 
 
 @pytest.fixture

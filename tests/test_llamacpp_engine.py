@@ -170,7 +170,8 @@ def test_llama_cpp_agrees_with_transformers_on_the_demo(tmp_path):
     bench measures 40 (bench/README.md: 39 of 40)."""
     from sizer.core.results.store import TrialStore
     from sizer.core.task.spec import load_task
-    from sizer.core.trials.trial import TrialSpec, run_trial
+    from sizer.core.trials.trial import run_trial
+    from sizer.core.trials.types import TrialSpec
 
     task = load_task(DEMO)
     store = TrialStore.open(tmp_path / "trials.sqlite")
@@ -201,7 +202,8 @@ def test_the_walk_runs_gguf_candidates_on_llama_cpp_only_when_asked():
 def test_inside_a_run_a_gguf_that_does_not_load_is_an_error_trial_and_the_walk_goes_on(trial_env, tmp_path):
     from conftest import TINY
 
-    from sizer.core.decide.walk import RunSpec, walk
+    from sizer.core.decide.walk import walk
+    from sizer.core.decide.types import RunSpec
     from sizer.core.results.store import TrialStore
     from sizer.core.task.spec import load_task
 

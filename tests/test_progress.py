@@ -168,7 +168,8 @@ def test_a_walk_announces_each_model_load_once_with_its_place(trial_env, tmp_pat
     2" and "2 of 2"; each model's second strategy reuses the held model and announces nothing."""
     from conftest import TINY
     from sizer.core.hardware.profile import simulated
-    from sizer.core.decide.walk import RunSpec, walk
+    from sizer.core.decide.walk import walk
+    from sizer.core.decide.types import RunSpec
     from sizer.core.results.store import TrialStore
     from sizer.core.task.spec import load_task
 

@@ -22,7 +22,8 @@ from sizer.core.task.split import split
 from sizer.core.results.store import TrialStore
 from sizer.core.trials.strategies import STRATEGIES
 from sizer.core.task.spec import load_task
-from sizer.core.trials.trial import TrialSpec, limit_examples, run_trial
+from sizer.core.trials.trial import limit_examples, run_trial
+from sizer.core.trials.types import TrialSpec
 from tiny_models import MINILM, SMOLLM2, write_task
 
 EXAMPLES = shipped_examples()

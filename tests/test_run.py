@@ -17,7 +17,8 @@ from sizer.cli import main
 from sizer.core.results import report
 from sizer.core.decide import verdict
 from sizer.core.hardware.profile import simulated
-from sizer.core.decide.walk import RunSpec, _ladder_order, walk
+from sizer.core.decide.walk import _ladder_order, walk
+from sizer.core.decide.types import RunSpec
 from sizer.core.results.store import TrialStore
 from sizer.core.task.spec import load_task
 

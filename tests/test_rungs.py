@@ -16,9 +16,9 @@ from sizer.core.quant import rungs
 from sizer.core.catalog.model_catalog import load_catalog
 from sizer.core.decide.sample_size import mcnemar_n, paired_gap
 from sizer.core.trials.scoring import Metric
-from sizer.core.decide.walk import TrialOutcome
+from sizer.core.decide.types import TrialOutcome
 from sizer.core.engines.serve_command import serve_plan
-from sizer.core.trials.trial import TrialResult, TrialSpec
+from sizer.core.trials.types import TrialResult, TrialSpec
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -245,7 +245,8 @@ def test_show_reads_schema_2_and_schema_1_and_refuses_others(tmp_path, capsys):
 def test_walk_goes_down_the_rungs_of_the_shipped_smollm2_and_names_the_serve_command(tmp_path, monkeypatch):
     pytest.importorskip("llama_cpp")
     from sizer.core.hardware.profile import simulated
-    from sizer.core.decide.walk import RunSpec, walk
+    from sizer.core.decide.walk import walk
+    from sizer.core.decide.types import RunSpec
     from sizer.core.results.store import TrialStore
     from sizer.core.task.spec import load_task
 

@@ -28,7 +28,7 @@ from sizer.core.engines.serve_launcher import group_alive, parse_serve_engine, r
 from sizer.core.task.spec import load_task
 from sizer.core.errors import TrialCancelled
 from sizer.core.trials.served import run_trial_spec
-from sizer.core.trials.trial import TrialSpec
+from sizer.core.trials.types import TrialSpec
 from tiny_models import SMOLLM2, SMOLLM2_GGUF
 
 BANKING = str(shipped_examples() / "banking.toml")

@@ -15,7 +15,8 @@ import pytest
 
 from sizer.cli import main
 from sizer.core.errors import SizerError
-from sizer.core.results.store import SCHEMA_VERSION, TrialStore, content_hash, is_secret_key, read_info, redact, trial_key
+from sizer.core.results.redact import is_secret_key, redact
+from sizer.core.results.store import SCHEMA_VERSION, TrialStore, content_hash, read_info, trial_key
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 

@@ -24,7 +24,8 @@ from sizer.core.trials.runners.lm_classify import LMClassifyRunner
 from sizer.core.task.split import split
 from sizer.core.results.store import TrialStore
 from sizer.core.task.spec import load_task
-from sizer.core.trials.trial import TrialSpec, limit_examples, run_trial
+from sizer.core.trials.trial import limit_examples, run_trial
+from sizer.core.trials.types import TrialSpec
 from tiny_models import MINILM, SMOLLM2, banking_rows, write_task
 
 BANKING = str(shipped_examples() / "banking.toml")

@@ -14,7 +14,7 @@ from sizer.core.hardware.profile import simulated
 from sizer.core.decide.recommend import Recommendation
 from sizer.tui.app import SizerApp
 from sizer.tui.bridge import CoreEvent
-from sizer.core.decide.walk import RunResult, RunSpec
+from sizer.core.decide.types import RunResult, RunSpec
 from sizer.tui.engine import TrialRow
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ import json
 from sizer.core.hardware import gpu_specs
 from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
-from sizer.core.hardware.profile import GIB, Figures, HardwareProfile, detect, simulated
+from sizer.core.hardware.profile import GIB, detect, simulated
+from sizer.core.hardware.devices import Figures, HardwareProfile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -17,7 +17,8 @@ from sizer.core.errors import SizerError
 from sizer.core.events import stream_sink
 from sizer.core.hardware.profile import simulated
 from sizer.core.results.report import ReportWriter, read_report, to_dict, trials_from_report
-from sizer.core.decide.walk import RemoteModel, RunSpec, walk
+from sizer.core.decide.walk import walk
+from sizer.core.decide.types import RemoteModel, RunSpec
 from sizer.core.results.store import TrialStore
 from sizer.core.trials.strategies import STRATEGIES
 from sizer.core.task.spec import load_task

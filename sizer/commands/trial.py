@@ -12,7 +12,7 @@ from sizer.core.events import stream_sink
 from sizer.core.trials.strategies import STRATEGIES
 from sizer.core.task.spec import load_task
 from sizer.core.trials.served import run_trial_spec
-from sizer.core.trials.trial import TrialResult, TrialSpec
+from sizer.core.trials.types import TrialResult, TrialSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,115 +1,37 @@
 """The sizer app: one screen per step, the App owning all state.
 
 Long work (hardware detection, candidate estimates, trials) runs in thread workers that get a
-cancel event and post `CoreEvent`/`TrialDone` messages; only handlers on the App's thread change
-state, then the visible screen re-renders from it.
+cancel event and post `CoreEvent`/`TrialDone` messages (`sizer.tui.messages`); only handlers on the
+App's thread change its `State` (`sizer.tui.state`), then the visible screen re-renders from it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 
 from sizer.core import events
 from sizer.core.catalog.model_catalog import Catalog, load_catalog
-from sizer.core.decide.walk import RunResult, RunSpec
+from sizer.core.decide.types import RunSpec
 from sizer.core.errors import SizerError
-from sizer.core.hardware.profile import HardwareProfile, detect, simulated
+from sizer.core.hardware.profile import detect, simulated
+from sizer.core.hardware.devices import HardwareProfile
 from sizer.core.trials.strategies import STRATEGIES
 from sizer.core.task.model import Task
 from sizer.core.task.spec import load_task
 from sizer.tui import engine
 from sizer.tui.bridge import CoreEvent, sink_to
 from sizer.tui.steps import step_bindings, step_screens
-from sizer.tui.task_form import TaskForm, form_from_task
-
-@dataclass
-class Live:
-    """The trial now running, as the last events described it. `phase`: "loading" (the model's
-    weights; `load` is the last loading event), "preparing" (prompts, demonstrations, training)
-    or "scoring" (the test examples); "" before any trial."""
-
-    model: str = ""
-    strategy: str = ""
-    done: int = 0
-    total: int = 0
-    metric: float | None = None
-    low: float | None = None
-    high: float | None = None
-    examples_per_s: float | None = None
-    phase: str = ""
-    load: events.ModelLoading | None = None
-    since: float = 0.0  # time.monotonic() when the phase began
-
-
-@dataclass
-class Fetching:
-    """The downloads started from the Models screen, as the last events described them."""
-
-    models: tuple[str, ...] = ()
-    model: str = ""       # the model being fetched
-    done: int = 0         # bytes of it received
-    total: int = 0        # bytes of it to fetch
-    finished: int = 0     # models done, failed or left out
-    active: bool = False
-
-
-@dataclass
-class State:
-    here: HardwareProfile | None = None  # this machine
-    profile: HardwareProfile | None = None  # the profile on show: `here` or a simulated one
-    task: Task | None = None
-    form: TaskForm = field(default_factory=TaskForm)
-    candidates: list[engine.CandidateRow] = field(default_factory=list)
-    engine: str | None = None  # the engine the Models screen's estimates assume (None: the default)
-    selected: set[str] = field(default_factory=set)
-    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
-    limit: int | None = None
-    trials: list[engine.TrialRow] = field(default_factory=list)
-    outcome: RunResult | None = None  # the last run, finished or cancelled part-way
-    live: Live = field(default_factory=Live)
-    running: bool = False
-    log: list[str] = field(default_factory=list)
-    fetching: Fetching = field(default_factory=Fetching)
-
-
-class TrialDone(Message):
-    def __init__(self, row: engine.TrialRow) -> None:
-        super().__init__()
-        self.row = row
-
-
-class RunDone(Message):
-    def __init__(self, outcome: RunResult | None, error: str = "") -> None:
-        super().__init__()
-        self.outcome, self.error = outcome, error
-
-
-class ProfileReady(Message):
-    def __init__(self, profile: HardwareProfile | None, here: bool, error: str = "") -> None:
-        super().__init__()
-        self.profile, self.here, self.error = profile, here, error
-
-
-class CandidatesReady(Message):
-    def __init__(self, rows: list[engine.CandidateRow], error: str = "", added: str = "") -> None:
-        super().__init__()
-        self.rows, self.error, self.added = rows, error, added  # added: a model just added by name
-
-
-class DownloadsDone(Message):
-    def __init__(self, left_out: dict[str, str], cancelled: bool = False, error: str = "") -> None:
-        super().__init__()
-        self.left_out, self.cancelled, self.error = left_out, cancelled, error
+from sizer.tui.messages import CandidatesReady, DownloadsDone, ProfileReady, RunDone, TrialDone
+from sizer.tui.state import Fetching, Live, State
+from sizer.tui.task_form import form_from_task
 
 
 def _load_progress(event: events.Event) -> bool:

@@ -13,10 +13,11 @@ from sizer.core.catalog.model_catalog import Catalog, ModelEntry
 from sizer.core.estimate.experts import shipped_weight_bytes
 from sizer.core.estimate.memory import weights_term
 from sizer.core.estimate.params import checkpoint_float
-from sizer.core.hardware.profile import HardwareProfile
+from sizer.core.hardware.devices import HardwareProfile
 from sizer.core.estimate.planning import plan_estimate
 from sizer.core.quant.precision import parse_precision
-from sizer.core.decide.walk import RunResult, RunSpec, walk
+from sizer.core.decide.walk import walk
+from sizer.core.decide.types import RunResult, RunSpec
 from sizer.core.errors import TrialCancelled
 
 

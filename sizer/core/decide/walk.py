@@ -10,99 +10,27 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from sizer.core import events
 
 from sizer.core.engines import estimate_engine, get_engine, model_cache, needs_files, run_device, trial_engine
-from sizer.core.catalog.model_catalog import Catalog, ModelEntry, load_catalog
+from sizer.core.catalog.model_catalog import Catalog, load_catalog
 from sizer.core.catalog.lookup import resolve_model
 from sizer.core.errors import SizerError
-from sizer.core.hardware.profile import HardwareProfile, detect
+from sizer.core.hardware.profile import detect
+from sizer.core.hardware.devices import HardwareProfile
 from sizer.core.trials.placement import choose_device, choose_dtype
 from sizer.core.estimate.planning import plan_estimate
 from sizer.core.results.store import TrialStore
 from sizer.core.trials.strategies import STRATEGIES
 from sizer.core.errors import TrialCancelled
 from sizer.core.trials.served import run_trial_spec
-from sizer.core.trials.trial import TrialResult, TrialSpec
+from sizer.core.trials.types import TrialSpec
 from sizer.core.decide import verdict
+from sizer.core.decide.types import Candidate, RemoteModel, RunResult, RunSpec, TrialOutcome
 
 SERVED_ENGINE = "openai"  # the engine a candidate on a server (given or managed) runs on
-
-
-@dataclass(frozen=True)
-class RemoteModel:
-    """A candidate served by an OpenAI-compatible engine: the catalog id of its weights (for its
-    size on the ladder), the server's URL and the name it serves the model under."""
-
-    model: str
-    url: str
-    served_model: str | None = None
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    task: Any
-    models: tuple[str, ...] | None = None
-    family: str | None = None
-    strategies: tuple[str, ...] = STRATEGIES
-    limit: int | None = None
-    target: float | None = None           # overrides the task's target with an absolute one
-    budget_minutes: float | None = None   # default: the task's budget
-    profile: HardwareProfile | None = None  # a machine to report fit and speed for, besides this one
-    device: str | None = None
-    dtype: str | None = None
-    engine: str | None = None             # the engine candidates' size estimates assume (sizer.core.estimate.planning)
-    remote: tuple[RemoteModel, ...] = ()  # candidates on serving engines, walked in the same ladders
-    download: bool = False                # fetch missing candidates before the walk (sizer run does)
-    download_budget_gb: float | None = None  # decimal GB; default: the task's [budget] download_gb
-    serve: str | None = None              # run causal candidates on a managed server of this engine
-
-
-@dataclass(frozen=True)
-class Candidate:
-    entry: ModelEntry
-    fit: str
-    predicted_bytes: int
-    cached: bool
-    usable: bool
-    reason: str = ""
-    endpoint: str | None = None        # set for a candidate on a serving engine
-    served_model: str | None = None
-    engine: str = ""                   # the engine all its trials run on; "": per strategy (trial_engine)
-
-    @property
-    def where(self) -> str:
-        return self.endpoint or "local"
-
-
-@dataclass
-class TrialOutcome:
-    model: str
-    params: int
-    kind: str
-    strategy: str
-    status: str                        # ok | oom | skipped | error | stopped-early
-    reason: str = ""
-    result: TrialResult | None = None
-    predicted_bytes: int = 0
-    correct: dict[str, float] = field(default_factory=dict)  # example id -> per-example score
-    where: str = "local"               # "local", or the serving engine's URL
-    quant: str = ""                    # a quantization rung's llama.cpp file type ("" = the model's own files)
-    engine: str = "transformers"       # the engine the trial ran on
-
-
-@dataclass
-class RunResult:
-    spec: RunSpec
-    here: HardwareProfile
-    candidates: list[Candidate]
-    trials: list[TrialOutcome] = field(default_factory=list)
-    recommendation: Any = None
-    finished: bool = False
-    rungs: list = field(default_factory=list)  # sizer.core.quant.rungs.RungResult, per model walked down its quantizations
 
 
 def candidates(spec: RunSpec, catalog: Catalog | None = None, here: HardwareProfile | None = None) -> list[Candidate]:

@@ -36,7 +36,7 @@ from sizer.core.estimate.speed import (
     SpeedEstimate,
     placed_speed,
 )
-from sizer.core.hardware.profile import Device
+from sizer.core.hardware.devices import Device
 from sizer.core.quant.precision import Precision, parse_precision
 
 HEADROOM = 0.9

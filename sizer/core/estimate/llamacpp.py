@@ -28,7 +28,7 @@ from sizer.core.errors import SizerError
 from sizer.core.estimate.memory import CUDA_CONTEXT_BYTES, MIB, MemoryEstimate, Term, fmt_bytes, window_tokens
 from sizer.core.quant.gguf_size import GGUFLayout, gguf_layout
 from sizer.core.quant.gguf_types import block
-from sizer.core.hardware.profile import Device
+from sizer.core.hardware.devices import Device
 from sizer.core.quant.precision import Precision
 
 KV_TYPES = ("f16", "q8_0", "q4_0")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from sizer.core.hardware.profile import Device
+from sizer.core.hardware.devices import Device
 
 PREFILL_EFFICIENCY = 0.5
 DECODE_EFFICIENCY = 0.7

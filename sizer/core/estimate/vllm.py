@@ -21,7 +21,7 @@ from typing import Sequence
 from sizer.core.catalog.entry import ModelEntry
 from sizer.core.errors import SizerError
 from sizer.core.estimate.memory import CUDA_CONTEXT_BYTES, MemoryEstimate, Term, fmt_bytes, weights_term, window_tokens
-from sizer.core.hardware.profile import Device
+from sizer.core.hardware.devices import Device
 from sizer.core.quant.precision import FLOAT_BYTES, Precision
 
 GPU_MEMORY_UTILIZATION = 0.9

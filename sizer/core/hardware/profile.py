@@ -8,6 +8,9 @@ INTERFACE (used by the estimator and the front ends; keep these names stable):
 
     Device(name, kind, total_bytes, free_bytes, bandwidth_gbs, flops)  # flops: dtype -> FLOP/s
 
+The data types (`Device`, `CPUInfo`, `GPUInfo`, `Figures`, `HardwareProfile`) live in
+sizer.core.hardware.devices.
+
 Also: `profile.name`, `profile.simulated`, `profile.unified_memory` (Apple: the "mps" device and
 the "cpu" device share one memory pool, so never add their free bytes), `profile.to_dict()` /
 `HardwareProfile.from_dict()`. Device.flops holds "fp32" and "bf16" (and "fp16" for datasheet
@@ -28,7 +31,6 @@ import hashlib
 import json
 import platform
 import subprocess
-from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ import psutil
 from sizer.core.hardware import cgroup
 
 from sizer.core.hardware import gpu_specs
+from sizer.core.hardware.devices import CPUInfo, Figures, GPUInfo, HardwareProfile
 from sizer.core.events import Message, Sink, null_sink
 from sizer.core.fileio import atomic_write_text
 from sizer.core.paths import cache_dir, hf_cache_dir
@@ -61,107 +64,6 @@ WHAT_MEASURED = (
     "measured: bandwidth = float32 tensor copy, bytes read + written, best of 5; "
     "FLOP/s = square torch.mm, 2*n^3 per product, best of 3 samples of ~0.2 s"
 )
-
-
-@dataclass(frozen=True)
-class Device:
-    """One place a model can live. kind: "cuda", "mps", "rocm" or "cpu"."""
-
-    name: str
-    kind: str
-    total_bytes: int
-    free_bytes: int
-    bandwidth_gbs: float | None = None
-    flops: dict[str, float] = field(default_factory=dict)  # "fp32"/"bf16"/"fp16" -> FLOP/s
-
-
-@dataclass(frozen=True)
-class Figures:
-    """Speed of one device and where the numbers come from."""
-
-    bandwidth_gbs: float | None = None
-    flops: dict[str, float] = field(default_factory=dict)  # dtype -> FLOP/s
-    source: str = "none"  # "measured", "datasheet", "given" (profile file), "assumed" or "none"
-    what: str = ""  # how it was obtained (benchmark settings, datasheet name, assumption)
-
-
-@dataclass(frozen=True)
-class CPUInfo:
-    model: str
-    physical_cores: int
-    logical_cores: int
-    ram_total_bytes: int
-    ram_available_bytes: int
-    threads: int | None = None  # torch threads the figures were measured with
-    figures: Figures = Figures()
-    ram_source: str = ""  # detected machines: whose RAM figure applies (the host's or a cgroup limit)
-
-
-@dataclass(frozen=True)
-class GPUInfo:
-    index: int
-    name: str
-    kind: str  # "cuda", "rocm" or "mps"
-    total_bytes: int
-    free_bytes: int
-    compute_capability: str | None = None
-    driver_version: str | None = None
-    cuda_version: str | None = None  # CUDA (or HIP) runtime torch was built with
-    cuda_driver_version: str | None = None  # highest CUDA version the driver supports (NVML)
-    usable: bool = True  # False: the driver sees it but this torch build cannot use it
-    uuid: str | None = None  # NVML's; matches torch's device to NVML's; not in to_dict()
-    figures: Figures = Figures()
-    datasheet: Figures | None = None  # the table's figures for this model, for comparison
-
-
-@dataclass(frozen=True)
-class HardwareProfile:
-    name: str
-    simulated: bool
-    cpu: CPUInfo
-    gpus: tuple[GPUInfo, ...] = ()
-    disk_path: str | None = None
-    disk_free_bytes: int | None = None
-    unified_memory: bool = False
-    torch_version: str | None = None
-    fingerprint: str | None = None
-    measured_at: str | None = None
-    notes: tuple[str, ...] = ()
-
-    def devices(self) -> list[Device]:
-        """Usable GPUs in index order, then the CPU (free = available RAM)."""
-        out = [_device(g.name, g.kind, g.total_bytes, g.free_bytes, g.figures) for g in self.gpus if g.usable]
-        cpu = self.cpu
-        out.append(_device(cpu.model, "cpu", cpu.ram_total_bytes, cpu.ram_available_bytes, cpu.figures))
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["gpus"], data["notes"] = list(data["gpus"]), list(data["notes"])
-        for gpu in data["gpus"]:
-            gpu.pop("uuid")  # a hardware serial number: kept out of reports
-        data["devices"] = [dataclasses.asdict(d) for d in self.devices()]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HardwareProfile:
-        cpu = dict(data["cpu"], figures=Figures(**data["cpu"]["figures"]))
-        gpus = tuple(_gpu_from_dict(g) for g in data.get("gpus", ()))
-        rest = {k: v for k, v in data.items() if k not in ("cpu", "gpus", "devices")}
-        rest["notes"] = tuple(rest.get("notes", ()))
-        return cls(cpu=CPUInfo(**cpu), gpus=gpus, **rest)
-
-
-def _device(name: str, kind: str, total: int, free: int, figures: Figures) -> Device:
-    return Device(name, kind, total, free, figures.bandwidth_gbs, dict(figures.flops))
-
-
-def _gpu_from_dict(data: dict[str, Any]) -> GPUInfo:
-    sheet = data.get("datasheet")
-    return GPUInfo(**dict(data, figures=Figures(**data["figures"]), datasheet=Figures(**sheet) if sheet else None))
-
-
-# ---------------------------------------------------------------------------------- simulated
 
 
 def simulated(spec: str) -> HardwareProfile:

@@ -4,7 +4,7 @@ Schema 2 (documented in README.md): `schema`, `sizer_version`, `created`, `[hard
 `[target_profile]`, `[task]`, `[run]`, `[[trials]]` (with `quant` and `engine`), `[[rungs]]` (the
 quantization rungs walked), `[recommendation]` (with `engine`, `quant`, `serve`...). Schema 1
 reports (no rungs, no engine in the recommendation) are still read. TOML has no null: absent
-values are left out. Secrets never appear: everything passes through `store.redact`.
+values are left out. Secrets never appear: everything passes through `redact`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sizer import __version__
 from sizer.core import events
 from sizer.core.errors import SizerError
 from sizer.core.fileio import atomic_write_text
-from sizer.core.results.store import redact
+from sizer.core.results.redact import redact
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -179,8 +179,8 @@ def trials_from_report(data: dict[str, Any], task: Any, store: Any) -> list[Any]
     """Finished trials of an earlier report, ready for `walk(reuse=...)` (per-example scores come
     back from the trial cache)."""
     from sizer.core.trials.scoring import Metric, example_scores
-    from sizer.core.decide.walk import TrialOutcome
-    from sizer.core.trials.trial import TrialResult
+    from sizer.core.decide.types import TrialOutcome
+    from sizer.core.trials.types import TrialResult
 
     out = []
     for t in data.get("trials", []):

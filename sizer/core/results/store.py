@@ -4,14 +4,13 @@ A re-run reuses what is there; an interrupted run resumes where it stopped. Each
 `add_predictions` call is one transaction in WAL mode, so a kill -9 loses at most the batch in
 flight, and `INSERT OR IGNORE` on (trial, example) means no example is ever scored twice. A damaged file is
 moved aside (`trials.sqlite.corrupt-<UTC time>`) and a fresh cache started, with a one-line notice.
-Secrets never reach the file: meta and summaries pass through `redact` first.
+Secrets never reach the file: meta and summaries pass through `redact` (sizer.core.results.redact) first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -21,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 from sizer.core.errors import SizerError
 from sizer.core.events import Message
 from sizer.core.paths import cache_dir
+from sizer.core.results.redact import redact
 
 FILENAME = "trials.sqlite"
 SCHEMA_VERSION = 1
@@ -58,39 +58,6 @@ _MIGRATIONS: list[str] = [
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 _ROW_FIELDS = ("prediction", "gold", "scores")
-
-
-# --- secrets ---------------------------------------------------------------------------------
-
-MASK = "<redacted>"
-# Whole key names only, so tokenizer settings (eos_token, max_new_tokens) survive.
-_SECRET_KEY = re.compile(
-    r"^(x[_-])?(hf|hugging[_-]?face|hub|openai|anthropic|azure)?[_-]?"
-    r"(api[_-]?key|secret[_-]?key|private[_-]?key|access[_-]?token|auth[_-]?token|token|secret|"
-    r"client[_-]?secret|password|passwd|authorization|cookie|bearer|credentials?)$",
-    re.IGNORECASE,
-)
-_SECRET_VALUE = re.compile(
-    r"\bhf_[A-Za-z0-9]{20,}"  # Hugging Face access tokens
-    r"|\bsk-[A-Za-z0-9_-]{16,}"  # sk-..., sk-proj-..., sk-ant-... API keys
-    r"|(?i:\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}"
-)
-
-
-def is_secret_key(key: str) -> bool:
-    """True for key names that hold credentials (token, api_key, HF_TOKEN, Authorization...)."""
-    return bool(_SECRET_KEY.match(str(key).strip()))
-
-
-def redact(obj: Any) -> Any:
-    """A copy of `obj` with secret-named keys masked and token-like substrings masked anywhere."""
-    if isinstance(obj, Mapping):
-        return {k: (MASK if is_secret_key(k) else redact(v)) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [redact(v) for v in obj]
-    if isinstance(obj, str):
-        return _SECRET_VALUE.sub(MASK, obj)
-    return obj
 
 
 # --- keys ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from sizer.core.hardware import gpu_specs
-from sizer.core.hardware.profile import Figures, HardwareProfile
+from sizer.core.hardware.devices import Figures, HardwareProfile
 from sizer.tui.fmt import flops, gib
 from sizer.tui.screens import StepScreen
 from sizer.tui.screens.dialogs import ProfileDialog

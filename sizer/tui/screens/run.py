@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar, RichLog, Static
 
-from sizer.tui.app import Live
+from sizer.tui.state import Live
 from sizer.tui.fmt import interval, size, slow_rate
 from sizer.tui.screens import StepScreen
 
