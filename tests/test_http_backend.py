@@ -6,6 +6,7 @@ trial cache and the JSON output."""
 from __future__ import annotations
 
 import json
+import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,13 +17,15 @@ import llama_server
 from conftest import TINY
 from sizer.cli import main
 from sizer.core.engines.endpoints import RemoteCandidate, make_endpoint, normalize_url
-from sizer.core.engines.http import OpenAIClient, RemoteLM, backoff_delay
+from sizer.core.engines.http import OpenAIClient, backoff_delay
+from sizer.core.engines.packing import Request
+from sizer.core.engines.openai_lm import RemoteLM, closest_label, label_prefixes
 from sizer.core.errors import SizerError
 from sizer.core.paths import shipped_examples
-from sizer.core.trials.runners.http_classify import closest_label, label_prefixes
 from sizer.core.results.store import TrialStore
 from sizer.core.task.spec import load_task
-from sizer.core.trials.trial import TrialSpec, run_trial
+from sizer.core.trials.trial import run_trial
+from sizer.core.trials.types import TrialSpec
 from tiny_models import SMOLLM2
 
 BANKING = str(shipped_examples() / "banking.toml")
@@ -201,6 +204,30 @@ def test_requests_in_flight_match_the_servers_slots(stub, owner, props, given, e
     assert lm.client.concurrency == expected
     asked = [seen["path"] for seen in server.seen]
     assert asked == (["/v1/models", "/props"] if props is not None and given is None else ["/v1/models"])
+
+
+def test_a_server_without_logprobs_scores_labels_by_its_greedy_answer(stub, tmp_path):
+    """RemoteLM behind the LanguageModel protocol, on a server that returns no log-probabilities:
+    the probes find none (one prompt_logprobs probe, then top-N at 1000, 100, 20 and 5), so the
+    label the greedy answer names gets log-probability 0 and the others -inf; the prompt sent is
+    the token ids decoded, and SmolLM2's <|im_start|> (its BOS id, written by the chat template)
+    stays in it."""
+    from transformers import AutoTokenizer
+
+    from tiny_models import save_smollm2_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(save_smollm2_tokenizer(tmp_path / "tokenizer"))
+    bare = {"choices": [{"text": " x", "index": 0}]}
+    server = stub([(200, bare, {})] * 5 + [(200, {"choices": [{"text": " request_refund\n", "index": 0}]}, {})])
+    lm = RemoteLM(OpenAIClient(make_endpoint(server.url, "m", concurrency=1)), tokenizer, 2048, {})
+    prefix = [tokenizer.bos_token_id] + lm.encode("system\nClassify.")
+    request = Request(tuple(lm.encode("Input: I want my money back\nAnswer:")),
+                      tuple(tuple(lm.encode(label)) for label in (" card_arrival", " request_refund")))
+    scores = lm.score(prefix, [request])
+    assert lm.method == "generation" and "gives no log-probabilities" in lm.warnings[0]
+    assert [s.logprob for s in scores[0]] == [-math.inf, 0.0]
+    assert len(server.seen) == 6
+    assert server.seen[-1]["body"]["prompt"] == "<|im_start|>system\nClassify.Input: I want my money back\nAnswer:"
 
 
 def run_cli(capsys, *argv):

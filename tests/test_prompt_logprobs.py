@@ -17,10 +17,11 @@ import pytest
 from conftest import TINY
 from sizer.core.errors import SizerError
 from sizer.core.paths import shipped_examples
-from sizer.core.trials.runners.http_classify import by_index, prompt_logprobs_body, prompt_token_logprobs
+from sizer.core.engines.openai_lm import by_index, prompt_logprobs_body, prompt_token_logprobs
 from sizer.core.results.store import TrialStore
 from sizer.core.task.spec import load_task
-from sizer.core.trials.trial import TrialSpec, run_trial
+from sizer.core.trials.trial import run_trial
+from sizer.core.trials.types import TrialSpec
 
 BANKING = str(shipped_examples() / "banking.toml")
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from sizer.core.engines.endpoints import DEFAULT_CONCURRENCY, Endpoint
 from sizer.core.errors import SizerError
-from sizer.core.results.store import redact
+from sizer.core.results.redact import redact
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -219,43 +219,6 @@ def _server_message(exc: urllib.error.HTTPError) -> str:
         text = body
     first = (text or exc.reason or "").strip().splitlines()[0] if (text or exc.reason) else ""
     return redact(first[:300])
-
-
-# --- the remote model --------------------------------------------------------------------------
-
-DEFAULT_CONTEXT = 2048
-
-
-class RemoteLM:
-    """A served model, seen the way the runners see a local CausalLM: its client, the local
-    tokenizer of the same weights (None when there are no local files: chat-only use) and its
-    context length."""
-
-    def __init__(self, client: OpenAIClient, tokenizer: Any, max_context: int, server_info: dict[str, Any]) -> None:
-        self.client = client
-        self.tokenizer = tokenizer
-        self.max_context = max_context
-        self.server_info = server_info
-
-    @classmethod
-    def load(cls, candidate: Any, **client_options: Any) -> "RemoteLM":
-        """Connect, check that the server serves the model, and load the local tokenizer."""
-        client = OpenAIClient(candidate.endpoint, **client_options)
-        info = served_model_info(client)
-        if candidate.endpoint.concurrency is None:
-            client.concurrency = server_slots(client, info) or DEFAULT_CONCURRENCY
-        tokenizer = local_tokenizer(candidate.entry)
-        contexts = [c for c in (info.get("max_model_len"), getattr(candidate.entry, "max_context", None)) if c]
-        return cls(client, tokenizer, int(min(contexts)) if contexts else DEFAULT_CONTEXT, info)
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-    def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
 
 
 def served_model_info(client: OpenAIClient) -> dict[str, Any]:

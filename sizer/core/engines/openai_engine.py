@@ -56,7 +56,7 @@ class OpenAIEngine:
 
     @classmethod
     def for_trial(cls, entry: Any, placement: Placement, spec: Any) -> Any:
-        from sizer.core.engines.http import RemoteLM
+        from sizer.core.engines.openai_lm import RemoteLM
 
         return RemoteLM.load(entry)
 

@@ -26,11 +26,13 @@ from sizer.core.engines.packing import Request
 @dataclass(frozen=True)
 class Score:
     """Log-likelihood of one continuation: its sum (nats), its token count, and whether greedy
-    decoding would have produced every one of its tokens."""
+    decoding would have produced every one of its tokens. `bounded`: how many of its tokens got
+    an upper bound rather than their own log-probability (None: the engine's are always exact)."""
 
     logprob: float
     tokens: int
     greedy: bool
+    bounded: int | None = None
 
 
 @dataclass(frozen=True)

@@ -57,15 +57,20 @@ def answer_text(task: Any, example: Any) -> str:
     return str(example.reference)
 
 
+def chat_messages(task: Any, demos: Sequence[Any]) -> list[dict[str, str]]:
+    """The chat up to the example's turn: the instruction as the system message, then each
+    demonstration as a user turn and its answer as the assistant's."""
+    messages = [{"role": "system", "content": system_text(task)}]
+    for demo in demos:
+        messages.append({"role": "user", "content": demo.text})
+        messages.append({"role": "assistant", "content": answer_text(task, demo)})
+    return messages
+
+
 def render(task: Any, demos: Sequence[Any], apply_chat: Callable[[list[dict]], str] | None) -> tuple[str, str, str]:
     """(prefix text, example part template with {text}, delimiter before the answer)."""
     if apply_chat is not None:
-        messages = [{"role": "system", "content": system_text(task)}]
-        for demo in demos:
-            messages.append({"role": "user", "content": demo.text})
-            messages.append({"role": "assistant", "content": answer_text(task, demo)})
-        messages.append({"role": "user", "content": _SENTINEL})
-        rendered = apply_chat(messages)
+        rendered = apply_chat(chat_messages(task, demos) + [{"role": "user", "content": _SENTINEL}])
         before, after = rendered.split(_SENTINEL)
         return before, "{text}" + after, ""
     shots = "".join(f"Input: {d.text}\nAnswer: {answer_text(task, d)}\n\n" for d in demos)

@@ -7,8 +7,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
-from sizer.core.engines.http import RemoteLM, choice
-from sizer.core.trials.runners.http_classify import chat_messages
+from sizer.core.engines.http import choice
+from sizer.core.engines.openai_lm import RemoteLM
+from sizer.core.trials.prompts import chat_messages
 from sizer.core.trials.runners.lm_generate import AUTO_SHOTS, LMGenerateRunner
 from sizer.core.results.store import content_hash
 from sizer.core.trials.strategies import demonstrations

@@ -106,11 +106,14 @@ class LMClassifyRunner:
                 lps = [s.logprob for s in per_label]
                 best = max(range(len(lps)), key=lps.__getitem__)
                 best_norm = max(range(len(lps)), key=lambda j: lps[j] / norms[j])
-                rows.append({
+                row = {
                     "example_id": example.id, "gold": example.label, "prediction": task.labels[best],
                     "prediction_norm": task.labels[best_norm], "scores": lps, "latency_s": each,
                     "tokens": requests[index].size,
-                })
+                }
+                if per_label and per_label[0].bounded is not None:
+                    row["bounded_tokens"] = sum(s.bounded for s in per_label)
+                rows.append(row)
             on_batch(rows)
 
         self.lm.score(list(plan.prefix), requests, self.pack_tokens, on_pack, cache=self._prefix_cache,
