@@ -89,6 +89,24 @@ def test_bootstrap_coverage_is_near_nominal():
     assert 0.88 <= hits / 200 <= 0.99
 
 
+def test_a_batched_statistic_gives_the_interval_the_per_resample_loop_gives():
+    """The same resamples either way: macro-F1 and the mean computed for all resamples in one
+    numpy call (in chunks) equal the same statistic computed resample by resample."""
+    from sizer.core.trials.scoring import _encode, _macro_f1_rows
+
+    rng = np.random.default_rng(4)
+    labels = ["a", "b", "c", "d"]
+    golds = list(rng.choice(labels, 300))
+    preds = [g if rng.random() < 0.6 else str(rng.choice(labels + ["junk"])) for g in golds]
+    pairs = _encode(golds, preds, labels)
+    looped = bootstrap_interval(pairs, lambda one: float(_macro_f1_rows(one[None], 4)[0]))
+    batched = bootstrap_interval(pairs, lambda many: _macro_f1_rows(many, 4), batched=True)
+    assert batched == pytest.approx(looped, abs=1e-12)
+    values = rng.random(5000)  # 1000 x 5000 values: resampled in chunks of 419 resamples
+    assert bootstrap_interval(values, lambda many: many.mean(axis=1), batched=True) == pytest.approx(
+        bootstrap_interval(values, np.mean), abs=1e-12)
+
+
 def test_bootstrap_of_constant_and_empty():
     assert bootstrap_interval([1.0] * 10, np.mean) == (1.0, 1.0)
     assert bootstrap_interval([], np.mean) == (0.0, 1.0)

@@ -61,11 +61,14 @@ def bootstrap_interval(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    batched: bool = False,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of `statistic` over resamples of `per_example`.
 
     `per_example` becomes a numpy array (one row per example); `statistic` receives a resampled
-    array of the same shape. The same seed gives the same interval. Empty input gives (0, 1).
+    array of the same shape, or, with `batched`, all resamples stacked (shape (n_resamples, n,
+    ...)) and returns one value per resample: one numpy call instead of a Python loop of
+    `n_resamples`. The same seed gives the same interval. Empty input gives (0, 1).
     """
     data = np.asarray(per_example)
     n = len(data)
@@ -73,7 +76,12 @@ def bootstrap_interval(
         return 0.0, 1.0
     rng = np.random.default_rng(seed)
     indices = rng.integers(0, n, size=(n_resamples, n))
-    stats = np.array([statistic(data[row]) for row in indices], dtype=float)
+    if batched:  # in chunks of about 2**21 resampled values, so a large test set stays small in memory
+        per = max(1, 2**21 // max(1, data[:1].size * n))
+        stats = np.concatenate([np.asarray(statistic(data[indices[i:i + per]]), dtype=float)
+                                for i in range(0, n_resamples, per)])
+    else:
+        stats = np.array([statistic(data[row]) for row in indices], dtype=float)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
     return float(low), float(high)
@@ -89,7 +97,7 @@ def _proportion(name: str, hits: Sequence[bool]) -> Metric:
 def _mean_with_bootstrap(name: str, scores: Sequence[float], details: dict | None = None) -> Metric:
     arr = np.asarray(scores, dtype=float)
     value = float(arr.mean()) if len(arr) else 0.0
-    low, high = bootstrap_interval(arr, np.mean)
+    low, high = bootstrap_interval(arr, lambda samples: samples.mean(axis=1), batched=True)
     return Metric(name, value, low, high, len(arr), "bootstrap", details or {})
 
 
@@ -115,28 +123,35 @@ def _encode(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str]) -
                     dtype=np.int64).reshape(-1, 2)
 
 
-def _f1_per_class(pairs: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Precision, recall, F1 and support per label index (0 where undefined, as sklearn's
-    zero_division=0); predictions outside the labels count only as misses of the gold label."""
-    gold, pred = pairs[:, 0], pairs[:, 1]
-    width = n_labels + 1
-    tp = np.bincount(gold[gold == pred], minlength=width)[:n_labels]
-    support = np.bincount(gold, minlength=width)[:n_labels]
-    predicted = np.bincount(pred, minlength=width)[:n_labels]
+def _f1_per_class(samples: np.ndarray, n_labels: int) -> tuple[np.ndarray, ...]:
+    """Precision, recall, F1, support and predicted count per label index, per sample: `samples`
+    is (R, n, 2) (gold, prediction) index pairs, each result (R, n_labels). 0 where undefined, as
+    sklearn's zero_division=0; predictions outside the labels count only as misses of the gold
+    label. The counts of all R samples come from one bincount each, offset per sample."""
+    gold, pred = samples[..., 0], samples[..., 1]
+    rows, width = samples.shape[0], n_labels + 1
+    offset = (np.arange(rows) * width)[:, None]
+
+    def counts(index: np.ndarray) -> np.ndarray:
+        return np.bincount(index.ravel(), minlength=rows * width).reshape(rows, width)[:, :n_labels]
+
+    tp = counts((gold + offset)[gold == pred])
+    support, predicted = counts(gold + offset), counts(pred + offset)
     precision = tp / np.maximum(predicted, 1)  # tp is 0 wherever the denominator is
     recall = tp / np.maximum(support, 1)
     total = precision + recall
     f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
-    return precision, recall, f1, support
+    return precision, recall, f1, support, predicted
 
 
-def _macro_f1_of(pairs: np.ndarray, n_labels: int) -> float:
-    """Mean F1 over the labels that occur as gold or prediction in this sample (as sklearn does
-    without `labels=`): a resample that happens to miss a rare label is not charged a zero."""
-    _, _, f1, support = _f1_per_class(pairs, n_labels)
-    predicted = np.bincount(pairs[:, 1], minlength=n_labels + 1)[:n_labels]
+def _macro_f1_rows(samples: np.ndarray, n_labels: int) -> np.ndarray:
+    """Per sample of (R, n, 2) pairs, the mean F1 over the labels that occur in it as gold or
+    prediction (as sklearn does without `labels=`): a resample that happens to miss a rare label
+    is not charged a zero; 0 for a sample with none."""
+    _, _, f1, support, predicted = _f1_per_class(samples, n_labels)
     present = (support > 0) | (predicted > 0)
-    return float(f1[present].mean()) if present.any() else 0.0
+    count = present.sum(axis=1)
+    return np.where(count > 0, (f1 * present).sum(axis=1) / np.maximum(count, 1), 0.0)
 
 
 def macro_f1(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str]) -> Metric:
@@ -144,8 +159,8 @@ def macro_f1(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str]) 
     _check_lengths(golds, preds)
     pairs = _encode(golds, preds, labels)
     n_labels = len(labels)
-    value = _macro_f1_of(pairs, n_labels) if len(pairs) else 0.0
-    low, high = bootstrap_interval(pairs, lambda sample: _macro_f1_of(sample, n_labels))
+    value = float(_macro_f1_rows(pairs[None], n_labels)[0]) if len(pairs) else 0.0
+    low, high = bootstrap_interval(pairs, lambda samples: _macro_f1_rows(samples, n_labels), batched=True)
     return Metric("macro_f1", value, low, high, len(pairs), "bootstrap")
 
 
@@ -163,7 +178,7 @@ def confusion(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str])
 def per_label(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str]) -> dict[str, dict[str, float]]:
     """Per label: precision, recall, f1 (0 where undefined) and support (gold count)."""
     _check_lengths(golds, preds)
-    precision, recall, f1, support = _f1_per_class(_encode(golds, preds, labels), len(labels))
+    precision, recall, f1, support, _ = (x[0] for x in _f1_per_class(_encode(golds, preds, labels)[None], len(labels)))
     return {
         label: {"precision": float(precision[i]), "recall": float(recall[i]),
                 "f1": float(f1[i]), "support": int(support[i])}
