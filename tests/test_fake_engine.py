@@ -90,9 +90,10 @@ def test_the_report_of_a_fake_walk_reads_back_with_its_engine(fake_walk, tmp_pat
 def test_language_models_follow_the_protocol():
     from sizer.core.engines.causal_lm import CausalLM
     from sizer.core.engines.llama_cpp import LlamaCppLM
+    from sizer.core.engines.openai_lm import RemoteLM
 
     assert isinstance(FakeLM("m", 1.0), LanguageModel)
-    for cls in (CausalLM, LlamaCppLM):
+    for cls in (CausalLM, LlamaCppLM, RemoteLM):
         missing = [name for name in ("max_context", "encode", "has_chat_template", "prefix_cache", "score", "generate")
                    if not hasattr(cls, name)]
         assert not missing, (cls.__name__, missing)

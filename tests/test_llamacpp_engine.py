@@ -223,3 +223,22 @@ def test_inside_a_run_a_gguf_that_does_not_load_is_an_error_trial_and_the_walk_g
     gguf = next(t for m, t in by_model.items() if m.endswith(".gguf"))
     assert gguf.status == "error" and "llama.cpp cannot load" in gguf.reason
     assert by_model[TINY].status in ("ok", "stopped-early")  # the walk went on to the next candidate
+
+
+def test_a_llama_cpp_trial_never_imports_torch_or_transformers(tmp_path):
+    """A GGUF trial on llama.cpp needs neither library: the trial machinery imports them only
+    where a transformers model loads (importing transformers alone took 1.6 s here)."""
+    code = (
+        "import sys\n"
+        "from sizer.core.paths import shipped_examples\n"
+        "from sizer.core.task.spec import load_task\n"
+        "from sizer.core.trials.trial import run_trial\n"
+        "from sizer.core.trials.types import TrialSpec\n"
+        "spec = TrialSpec(model='HuggingFaceTB/SmolLM2-135M-Instruct', strategy='zero-shot', limit=8, engine='llama.cpp')\n"
+        "result = run_trial(load_task(shipped_examples() / 'banking.toml'), spec)\n"
+        "print(result.metric.n, sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "SIZER_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "8 []", out.stdout

@@ -31,6 +31,9 @@ class CausalLM:
         kwargs from `sizer.core.engines.device_map`); inputs then go to the device of the embeddings."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from sizer.core.engines.library_output import hook_transformers_bars
+
+        hook_transformers_bars()
         kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
         if local.gguf_file:
             kwargs["gguf_file"] = local.gguf_file

@@ -21,6 +21,9 @@ class Encoder:
     def load(cls, local: LocalModel, device: str, trust_remote_code: bool = False) -> "Encoder":
         from sentence_transformers import SentenceTransformer
 
+        from sizer.core.engines.library_output import hook_transformers_bars
+
+        hook_transformers_bars()
         model = SentenceTransformer(
             str(local.path), device=device, trust_remote_code=trust_remote_code, local_files_only=True
         )

@@ -55,7 +55,7 @@ class RemoteLM:
     def __init__(self, client: OpenAIClient, tokenizer: Any, max_context: int, server_info: dict[str, Any]) -> None:
         self.client = client
         self.tokenizer = tokenizer
-        self.max_context = max_context
+        self._context = max_context
         self.server_info = server_info
         self.method = ""
         self.top_n = 0           # the largest top-N the server accepts
@@ -74,6 +74,11 @@ class RemoteLM:
         tokenizer = local_tokenizer(candidate.entry)
         contexts = [c for c in (info.get("max_model_len"), getattr(candidate.entry, "max_context", None)) if c]
         return cls(client, tokenizer, int(min(contexts)) if contexts else DEFAULT_CONTEXT, info)
+
+    @property
+    def max_context(self) -> int:
+        """Tokens one sequence may hold: the server's max_model_len or the model's, the smaller."""
+        return self._context
 
     @property
     def served_model(self) -> str:
