@@ -41,8 +41,8 @@ def test_registry_imports_engines_lazily_and_names_the_known_ones():
     assert get_engine(None).__name__ == "TransformersEngine"
     with pytest.raises(SizerError) as err:
         engine_name("tensorrt")
-    assert str(err.value) == "--engine tensorrt: unknown engine for trials; use one of transformers, llama.cpp, fake"
-    assert set(ENGINES) == {"transformers", "llama.cpp", "fake"}
+    assert str(err.value) == "--engine tensorrt: unknown engine for trials; use one of transformers, llama.cpp, fake, openai"
+    assert set(ENGINES) == {"transformers", "llama.cpp", "fake", "openai"}
 
 
 def test_trial_with_an_unknown_engine_is_one_line_exit_2(capsys):
