@@ -5,6 +5,7 @@ beside the two offline models, and an environment that points sizer at both."""
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,14 @@ class TinyHub:
     path: Path                  # hub-layout cache (HF_HUB_CACHE)
     catalog: Path               # folder for SIZER_CATALOG_DIR
     remote_marker: Path         # written if the remote-code model's code is ever imported
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a child the test Ctrl-Cs: SIGINT back to its default, as in a terminal.
+    A job a non-interactive shell starts in the background ignores SIGINT, its children inherit
+    that, and Python then never raises KeyboardInterrupt: a test run started that way would
+    otherwise see sizer ignore the interrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 TINY = "sizer-test/tiny-smollm2"            # 2 layers, SmolLM2 config and tokenizer, safetensors

@@ -22,7 +22,7 @@ from sizer.core.decide.types import RunSpec
 from sizer.core.results.store import TrialStore
 from sizer.core.task.spec import load_task
 
-from conftest import TINY
+from conftest import TINY, interruptible
 
 BANKING = "examples/banking.toml"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -112,7 +112,8 @@ def test_interrupt_writes_a_partial_report_and_resume_finishes(trial_env, tmp_pa
     # SmolLM2 first (the largest): its trials take long enough for the interrupt to land mid-run
     argv = [sys.executable, "-m", "sizer", "run", BANKING, "--models", f"{MINILM},{SMOLLM2}", "--strategies", "zero-shot,few-shot",
             "--limit", "24", "--target", "0.75", "--out", str(out)]
-    proc = subprocess.Popen(argv, env=trial_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, env=trial_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible)
     deadline = time.time() + 300
     while not out.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)

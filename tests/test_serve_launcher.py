@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import llama_server
+from conftest import interruptible
 from sizer.cli import main
 from sizer.core import events
 from sizer.core.catalog.model_catalog import load_catalog
@@ -233,7 +234,8 @@ def test_cancel_stops_the_server(need_server, trial_env, tmp_path):
 def test_kill_9_or_ctrl_c_of_sizer_takes_the_server_with_it(need_server, trial_env, how):
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     sizer = subprocess.Popen([sys.executable, "-m", "sizer", "trial", BANKING, "--model", SMOLLM2, "--serve", "llama.cpp",
-                              "--strategy", "zero-shot", "--limit", "40"], env=env, stderr=subprocess.PIPE, text=True)
+                              "--strategy", "zero-shot", "--limit", "40"], env=env, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=interruptible)
     group = None
     for line in sizer.stderr:
         match = HEALTHY.search(line)
