@@ -19,8 +19,8 @@ CHAT_GENERATION = "chat-generation"
 
 
 class HTTPClassifyRunner(LMClassifyRunner):
-    def __init__(self, candidate: Any, strategy: str, shots: int | None, seed: int) -> None:
-        super().__init__(lambda: RemoteLM.load(candidate), candidate.instruct, strategy, shots, seed)
+    def __init__(self, loader: Callable[[], RemoteLM], candidate: Any, strategy: str, shots: int | None, seed: int) -> None:
+        super().__init__(loader, candidate.instruct, strategy, shots, seed)
         self.candidate = candidate
         self.chat_only = False
 
@@ -64,4 +64,6 @@ class HTTPClassifyRunner(LMClassifyRunner):
 
 
 def make(entry, task, spec, placement, seed) -> HTTPClassifyRunner:
-    return HTTPClassifyRunner(entry, spec.strategy, spec.shots, seed)
+    from sizer.core.engines.openai_engine import OpenAIEngine
+
+    return HTTPClassifyRunner(lambda: OpenAIEngine.for_trial(entry, placement, spec), entry, spec.strategy, spec.shots, seed)

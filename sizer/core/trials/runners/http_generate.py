@@ -18,8 +18,8 @@ CHAT_MAX_TOKENS = 512    # without a tokenizer the answer length cannot be measu
 
 
 class HTTPGenerateRunner(LMGenerateRunner):
-    def __init__(self, candidate: Any, strategy: str, shots: int | None, seed: int) -> None:
-        super().__init__(lambda: RemoteLM.load(candidate), candidate.instruct, strategy, shots, seed)
+    def __init__(self, loader: Callable[[], RemoteLM], candidate: Any, strategy: str, shots: int | None, seed: int) -> None:
+        super().__init__(loader, candidate.instruct, strategy, shots, seed)
         self.candidate = candidate
         self.use_chat = candidate.endpoint.api == "chat"
 
@@ -59,4 +59,6 @@ class HTTPGenerateRunner(LMGenerateRunner):
 
 
 def make(entry, task, spec, placement, seed) -> HTTPGenerateRunner:
-    return HTTPGenerateRunner(entry, spec.strategy, spec.shots, seed)
+    from sizer.core.engines.openai_engine import OpenAIEngine
+
+    return HTTPGenerateRunner(lambda: OpenAIEngine.for_trial(entry, placement, spec), entry, spec.strategy, spec.shots, seed)
